@@ -1,0 +1,50 @@
+"""hf_docre: document-level relation extraction the Hugging Face way.
+
+Importing the package registers `DocREConfig` ("docre") with `AutoConfig`, the models with `AutoModel` and
+`AutoModelForDocumentRelationExtraction`.
+"""
+
+from collections import OrderedDict
+
+from transformers import AutoConfig, AutoModel
+from transformers.models.auto.auto_factory import _BaseAutoModelClass, _LazyAutoMapping, auto_class_update
+from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
+
+from .configuration_docre import NA_LABEL, DocREConfig
+from .losses_docre import adaptive_thresholding_loss, binary_relation_loss, decode_relations
+from .modeling_docre import DocREModel, DocREModelOutput, DocREPreTrainedModel, GroupBilinear, plan_windows
+from .processing_docre import DocREDataCollator, DocREFeaturizer, DocREInputError
+
+__version__ = "0.1.0"
+
+MODEL_FOR_DOCUMENT_RELATION_EXTRACTION_MAPPING = _LazyAutoMapping(CONFIG_MAPPING_NAMES, OrderedDict())
+
+
+class AutoModelForDocumentRelationExtraction(_BaseAutoModelClass):
+    _model_mapping = MODEL_FOR_DOCUMENT_RELATION_EXTRACTION_MAPPING
+
+
+AutoModelForDocumentRelationExtraction = auto_class_update(
+    AutoModelForDocumentRelationExtraction, head_doc="document-level relation extraction"
+)
+
+AutoConfig.register(DocREConfig.model_type, DocREConfig, exist_ok=True)
+AutoModel.register(DocREConfig, DocREModel, exist_ok=True)
+AutoModelForDocumentRelationExtraction.register(DocREConfig, DocREModel, exist_ok=True)
+
+__all__ = [
+    "NA_LABEL",
+    "AutoModelForDocumentRelationExtraction",
+    "DocREConfig",
+    "DocREDataCollator",
+    "DocREFeaturizer",
+    "DocREInputError",
+    "DocREModel",
+    "DocREModelOutput",
+    "DocREPreTrainedModel",
+    "GroupBilinear",
+    "adaptive_thresholding_loss",
+    "binary_relation_loss",
+    "decode_relations",
+    "plan_windows",
+]

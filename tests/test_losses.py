@@ -1,0 +1,115 @@
+import math
+
+import pytest
+import torch
+
+from hf_docre import adaptive_thresholding_loss, binary_relation_loss, decode_relations
+from hf_docre.modeling_docre import GroupBilinear
+
+
+def paper_atl(logits, positives):
+    """ATLOP Sec. 4 written out with scalars: L1 over positives vs TH, L2 for TH vs negatives."""
+    num = len(logits)
+    negatives = [r for r in range(1, num) if r not in positives]
+    loss = 0.0
+    for r in positives:
+        denominator = sum(math.exp(logits[q]) for q in positives + [0])
+        loss -= math.log(math.exp(logits[r]) / denominator)
+    denominator = sum(math.exp(logits[q]) for q in negatives + [0])
+    loss -= math.log(math.exp(logits[0]) / denominator)
+    return loss
+
+
+CASES = [
+    # (logits with TH at 0, positive relation columns)
+    ([0.0, 1.0, -2.0, 0.5], [1]),
+    ([0.3, -1.0, 2.0, 0.1], [1, 3]),  # a positive below TH, one above
+    ([1.0, -1.0, 0.5, 3.0], []),  # no relation: only L2
+    ([-0.5, 2.0, 1.5, 1.0], [1, 2, 3]),  # every relation positive: L2 is -log(1) = 0
+]
+
+
+@pytest.mark.parametrize("logits, positives", CASES)
+def test_adaptive_thresholding_loss_equals_paper_formula(logits, positives):
+    labels = torch.zeros(1, len(logits))
+    labels[0, positives] = 1.0
+    if not positives:
+        labels[0, 0] = 1.0  # NA column set, as the collator does; it must not count as a positive
+    got = adaptive_thresholding_loss(torch.tensor([logits], dtype=torch.float64), labels)
+    assert got.shape == (1,)
+    assert got.item() == pytest.approx(paper_atl(logits, positives), abs=1e-9)
+
+
+def test_adaptive_thresholding_loss_batch_and_gradient():
+    logits = torch.tensor([c[0] for c in CASES], dtype=torch.float64, requires_grad=True)
+    labels = torch.zeros(len(CASES), 4)
+    for i, (_, positives) in enumerate(CASES):
+        labels[i, positives] = 1.0
+    loss = adaptive_thresholding_loss(logits, labels)
+    expected = [paper_atl(l, p) for l, p in CASES]
+    assert loss.tolist() == pytest.approx(expected, abs=1e-9)
+    loss.sum().backward()
+    assert torch.isfinite(logits.grad).all()
+    # Raising a positive's logit lowers the loss; raising a negative's logit raises it.
+    assert logits.grad[0, 1] < 0 and logits.grad[0, 2] > 0
+
+
+def test_binary_relation_loss_matches_hand_computation():
+    logits = torch.tensor([[5.0, 0.0, 2.0, -1.0]])
+    labels = torch.tensor([[0.0, 1.0, 0.0, 1.0]])
+    sigmoid = lambda x: 1 / (1 + math.exp(-x))
+    expected = -math.log(sigmoid(0.0)) - math.log(1 - sigmoid(2.0)) - math.log(sigmoid(-1.0))
+    assert binary_relation_loss(logits, labels).item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_decode_adaptive_threshold_and_top_k():
+    logits = torch.tensor(
+        [
+            [0.0, 1.0, 2.0, 3.0, 4.0, 5.0, -1.0],  # five above TH: keep the best k
+            [0.0, -1.0, -2.0, -3.0, -4.0, -5.0, -6.0],  # none above TH: NA
+            [1.0, 1.0, 1.5, 0.0, 0.0, 0.0, 0.0],  # tie with TH is not a relation
+        ]
+    )
+    predicted = decode_relations(logits, max_relations_per_pair=4)
+    assert predicted[0].tolist() == [False, False, True, True, True, True, False]
+    assert predicted[1].tolist() == [True] + [False] * 6
+    assert predicted[2].tolist() == [False, False, True, False, False, False, False]
+    unlimited = decode_relations(logits, max_relations_per_pair=0)
+    assert unlimited[0, 1:6].all()
+
+
+def test_decode_global_threshold():
+    logits = torch.tensor([[9.0, 0.5, -0.5, 2.0]])  # column 0 is not a relation under BCE
+    predicted = decode_relations(logits, loss="bce", global_threshold=0.6, max_relations_per_pair=0)
+    assert predicted.tolist() == [[False, True, False, True]]
+    predicted = decode_relations(logits, loss="bce", global_threshold=0.95)
+    assert predicted.tolist() == [[True, False, False, False]]
+
+
+def naive_group_bilinear(head, tail, weight, bias, block_size):
+    """ATLOP's formulation: the full [N, emb_size * block_size] outer product, then a linear layer."""
+    n, emb = head.shape
+    groups = emb // block_size
+    outer = (head.view(n, groups, block_size, 1) * tail.view(n, groups, 1, block_size)).view(n, emb * block_size)
+    return outer @ weight.t() + bias
+
+
+def test_group_bilinear_matches_naive_forward_and_backward():
+    torch.manual_seed(0)
+    layer = GroupBilinear(emb_size=32, block_size=8, num_labels=5).double()
+    head = torch.randn(7, 32, dtype=torch.float64, requires_grad=True)
+    tail = torch.randn(7, 32, dtype=torch.float64, requires_grad=True)
+    out = layer(head, tail)
+    reference = naive_group_bilinear(head, tail, layer.weight, layer.bias, 8)
+    assert torch.allclose(out, reference, atol=1e-10)
+    grad = torch.randn_like(out)
+    got = torch.autograd.grad(out, (head, tail, layer.weight, layer.bias), grad)
+    expected = torch.autograd.grad(reference, (head, tail, layer.weight, layer.bias), grad)
+    for g, e in zip(got, expected):
+        assert torch.allclose(g, e, atol=1e-10)
+    assert torch.autograd.gradcheck(lambda h, t: layer(h, t), (head[:3], tail[:3]))
+
+
+def test_group_bilinear_empty_input():
+    layer = GroupBilinear(emb_size=16, block_size=4, num_labels=3)
+    assert layer(torch.zeros(0, 16), torch.zeros(0, 16)).shape == (0, 3)
