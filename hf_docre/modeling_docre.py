@@ -528,6 +528,8 @@ class DocREModel(DocREPreTrainedModel):
             pair_attention = torch.einsum("bshl,bohl->bsol", entity_attention, entity_attention)
             pair_attention = pair_attention.flatten(1, 2)[batch_index, heads * num_entities + tails]  # [B, P, L]
             pair_attention = pair_attention * pair_mask[..., None].to(pair_attention.dtype)
+            # In a long document, entities that share no window have attention rows with disjoint support: q is 0
+            # everywhere and such a pair gets no localized context (c = 0) rather than a division by zero.
             total = pair_attention.sum(-1, keepdim=True)
             context_weights = pair_attention / torch.where(total > 0, total, torch.ones_like(total))
             context = torch.bmm(context_weights.to(sequence_output.dtype), sequence_output)  # [B, P, D]
