@@ -41,32 +41,36 @@ LAST_LAYER_ATTENTION = "docre_last_layer_eager"
 def last_layer_eager_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
     """Attention function for `transformers.AttentionInterface`.
 
-    Runs sdpa in every layer except the last one when attention weights are requested; there it computes eager
-    attention and returns the softmax weights [B, H, L, L] (before dropout, so they are a distribution). Modules
-    without a `layer_idx` are treated as the last layer (correct, only slower).
+    Every layer runs sdpa. When attention weights are requested, the encoder's last layer also returns softmax
+    weights: for the query rows in `docre_attention_rows` ([B, Q] token positions) only, as [B, H, Q, L], or for
+    every row ([B, H, L, L]) when no rows are given. Weights are taken before dropout, so each row is a
+    distribution. Modules without a `layer_idx` count as the last layer (correct, only slower).
     """
     wants_weights = kwargs.pop("output_attentions", False)
+    rows = kwargs.pop("docre_attention_rows", None)
     layer_idx = getattr(module, "layer_idx", None)
     num_layers = getattr(getattr(module, "config", None), "num_hidden_layers", None)
     is_last = layer_idx is None or num_layers is None or layer_idx == num_layers - 1
+    output, _ = sdpa_attention_forward(module, query, key, value, attention_mask, scaling=scaling, dropout=dropout, **kwargs)
     if not (wants_weights and is_last):
-        return sdpa_attention_forward(module, query, key, value, attention_mask, scaling=scaling, dropout=dropout, **kwargs)
+        return output, None
 
     if scaling is None:
         scaling = query.shape[-1] ** -0.5
     if key.shape[1] != query.shape[1]:  # grouped-query attention
-        repeat = query.shape[1] // key.shape[1]
-        key = key.repeat_interleave(repeat, dim=1)
-        value = value.repeat_interleave(repeat, dim=1)
+        key = key.repeat_interleave(query.shape[1] // key.shape[1], dim=1)
+    mask = attention_mask
+    if rows is not None:
+        query = query.gather(2, rows[:, None, :, None].expand(-1, query.shape[1], -1, query.shape[-1]))
+        if mask is not None and mask.shape[-2] != 1:
+            mask = mask.gather(2, rows[:, None, :, None].expand(-1, mask.shape[1], -1, mask.shape[-1]))
     scores = torch.matmul(query, key.transpose(-1, -2)) * scaling
-    if attention_mask is not None:
-        if attention_mask.dtype == torch.bool:
-            scores = scores.masked_fill(~attention_mask, torch.finfo(scores.dtype).min)
+    if mask is not None:
+        if mask.dtype == torch.bool:
+            scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
         else:
-            scores = scores + attention_mask[..., : key.shape[-2]]
+            scores = scores + mask[..., : key.shape[-2]]
     weights = torch.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)
-    dropped = nn.functional.dropout(weights, p=dropout, training=module.training)
-    output = torch.matmul(dropped, value).transpose(1, 2).contiguous()
     return output, weights
 
 
@@ -86,33 +90,39 @@ def _compute_dtype(tensor):
     return tensor.dtype
 
 
+# Pairs per chunk are chosen so one chunk's outer product holds about this many elements (16 MB in fp32): big enough
+# for efficient matrix products, small enough to stay in cache and never show up in peak memory.
+GROUP_BILINEAR_CHUNK_ELEMENTS = 1 << 22
+
+
 class _GroupBilinearFunction(torch.autograd.Function):
-    """logits[n, r] = sum_g head[n, g, :] @ W[r, g] @ tail[n, g, :] + bias[r], one group at a time.
+    """logits[n, r] = sum_g head[n, g, :] @ W[r, g] @ tail[n, g, :] + bias[r], one (pair chunk, group) at a time.
 
     The naive form builds the outer product [N, k * bs * bs] (ATLOP: 49,152 floats per pair) and autograd keeps it
-    for the backward pass. Here each group's [N, bs * bs] outer product is built, used and dropped, in forward and
-    again in backward, so memory stays at one group's worth.
+    for the backward pass. Here each chunk's [n, bs * bs] outer product of one group is built, used and dropped, in
+    forward and again in backward, so memory stays at one chunk's worth whatever the number of pairs.
     """
 
     @staticmethod
     def forward(ctx, head, tail, weight, bias, block_size):
         dtype = _compute_dtype(head)
-        input_dtypes = (head.dtype, tail.dtype, weight.dtype, bias.dtype)
+        ctx.input_dtypes = (head.dtype, tail.dtype, weight.dtype, bias.dtype)
         with torch.autocast(head.device.type, enabled=False):
-            head_c, tail_c, weight_c, bias_c = (t.to(dtype) for t in (head, tail, weight, bias))
-            num_pairs, emb_size = head_c.shape
+            head, tail, weight, bias = (t.to(dtype) for t in (head, tail, weight, bias))
+            num_pairs, emb_size = head.shape
             num_groups = emb_size // block_size
-            num_labels = weight_c.shape[0]
-            head_g = head_c.view(num_pairs, num_groups, block_size)
-            tail_g = tail_c.view(num_pairs, num_groups, block_size)
-            weight_g = weight_c.view(num_labels, num_groups, block_size * block_size)
-            logits = bias_c.expand(num_pairs, num_labels).clone()
-            for g in range(num_groups):
-                outer = torch.bmm(head_g[:, g, :, None], tail_g[:, g, None, :]).view(num_pairs, block_size * block_size)
-                logits.addmm_(outer, weight_g[:, g].t())
-        ctx.save_for_backward(head_c, tail_c, weight_c)
+            num_labels = weight.shape[0]
+            head_g = head.view(num_pairs, num_groups, block_size)
+            tail_g = tail.view(num_pairs, num_groups, block_size)
+            weight_t = weight.view(num_labels, num_groups, block_size * block_size).permute(1, 2, 0)  # [k, bs*bs, R]
+            logits = bias.expand(num_pairs, num_labels).clone()
+            for rows in _chunks(num_pairs, block_size):
+                out = logits[rows]
+                for g in range(num_groups):
+                    outer = head_g[rows, g, :, None] * tail_g[rows, g, None, :]
+                    out.addmm_(outer.view(-1, block_size * block_size), weight_t[g])
+        ctx.save_for_backward(head, tail, weight)
         ctx.block_size = block_size
-        ctx.input_dtypes = input_dtypes
         return logits
 
     @staticmethod
@@ -126,21 +136,25 @@ class _GroupBilinearFunction(torch.autograd.Function):
         head_g = head.view(num_pairs, num_groups, block_size)
         tail_g = tail.view(num_pairs, num_groups, block_size)
         weight_g = weight.view(num_labels, num_groups, block_size * block_size)
-        grad_head = torch.empty_like(head_g) if ctx.needs_input_grad[0] else None
-        grad_tail = torch.empty_like(tail_g) if ctx.needs_input_grad[1] else None
-        grad_weight = torch.empty_like(weight_g) if ctx.needs_input_grad[2] else None
-        for g in range(num_groups):
-            if grad_head is not None or grad_tail is not None:
-                # mixed[n, i, j] = sum_r grad[n, r] * W[r, g, i, j]
-                mixed = (grad_logits @ weight_g[:, g]).view(num_pairs, block_size, block_size)
-                if grad_head is not None:
-                    grad_head[:, g] = torch.bmm(mixed, tail_g[:, g, :, None]).squeeze(-1)
-                if grad_tail is not None:
-                    grad_tail[:, g] = torch.bmm(head_g[:, g, None, :], mixed).squeeze(1)
-            if grad_weight is not None:
-                outer = torch.bmm(head_g[:, g, :, None], tail_g[:, g, None, :]).view(num_pairs, block_size * block_size)
-                grad_weight[:, g] = grad_logits.t() @ outer
-        grad_bias = grad_logits.sum(0) if ctx.needs_input_grad[3] else None
+        need_head, need_tail, need_weight, need_bias = ctx.needs_input_grad[:4]
+        grad_head = torch.empty_like(head_g) if need_head else None
+        grad_tail = torch.empty_like(tail_g) if need_tail else None
+        grad_weight = torch.zeros_like(weight_g) if need_weight else None
+        for rows in _chunks(num_pairs, block_size):
+            grad_rows = grad_logits[rows]
+            for g in range(num_groups):
+                h, t = head_g[rows, g], tail_g[rows, g]
+                if need_head or need_tail:
+                    # mixed[n, i, j] = sum_r grad[n, r] * W[r, g, i, j]
+                    mixed = (grad_rows @ weight_g[:, g]).view(-1, block_size, block_size)
+                    if need_head:
+                        grad_head[rows, g] = torch.matmul(mixed, t[:, :, None]).squeeze(-1)
+                    if need_tail:
+                        grad_tail[rows, g] = torch.matmul(h[:, None, :], mixed).squeeze(1)
+                if need_weight:
+                    outer = (h[:, :, None] * t[:, None, :]).view(-1, block_size * block_size)
+                    grad_weight[:, g].addmm_(grad_rows.t(), outer)
+        grad_bias = grad_logits.sum(0) if need_bias else None
         head_dtype, tail_dtype, weight_dtype, bias_dtype = ctx.input_dtypes
 
         def cast(t, d, shape):
@@ -153,6 +167,11 @@ class _GroupBilinearFunction(torch.autograd.Function):
             cast(grad_bias, bias_dtype, (num_labels,)),
             None,
         )
+
+
+def _chunks(num_pairs, block_size):
+    step = max(1, GROUP_BILINEAR_CHUNK_ELEMENTS // (block_size * block_size))
+    return [slice(start, start + step) for start in range(0, num_pairs, step)]
 
 
 class GroupBilinear(nn.Module):
@@ -230,6 +249,33 @@ def _mention_selection(mention_index, length, dtype):
     position = torch.where(valid, mention_index, torch.full_like(mention_index, length))
     selection.scatter_add_(2, position, weights)
     return selection[..., :length]
+
+
+# Encoder cost of one extra sub-batch, in padded tokens: below this saving, documents share a sub-batch.
+BUCKET_OVERHEAD_TOKENS = 128
+
+
+def _length_buckets(lengths):
+    """Split sequence indices into sub-batches of similar length, minimising padded tokens + a cost per sub-batch.
+
+    Sorted by length, the best contiguous split is found by dynamic programming (B is small). Returns lists of
+    indices, longest sub-batch first.
+    """
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    sorted_lengths = [lengths[i] for i in order]
+    n = len(order)
+    best = [0.0] + [float("inf")] * n  # best[j]: cost of the first j sorted sequences
+    cut = [0] * (n + 1)
+    for j in range(1, n + 1):
+        for i in range(j):
+            cost = best[i] + (j - i) * sorted_lengths[i] + BUCKET_OVERHEAD_TOKENS
+            if cost < best[j]:
+                best[j], cut[j] = cost, i
+    groups, j = [], n
+    while j > 0:
+        groups.append(order[cut[j] : j])
+        j = cut[j]
+    return groups[::-1]
 
 
 def plan_windows(lengths, window_size, stride, prefix, suffix):
@@ -376,42 +422,90 @@ class DocREModel(DocREPreTrainedModel):
 
     # -- forward -----------------------------------------------------------------------------------------------------
 
-    def _encoder_forward(self, input_ids, attention_mask, output_attentions):
-        outputs = self.encoder(input_ids=input_ids, attention_mask=attention_mask, output_attentions=output_attentions)
-        attention = outputs.attentions[-1] if output_attentions else None
-        return outputs.last_hidden_state, attention
+    def _encoder_forward(self, input_ids, attention_mask, attention_rows=None):
+        """Run the encoder once. Returns hidden states [N, W, D] and, when `attention_rows` ([N, Q] positions) is
+        given, the last layer's attention of those rows [N, H, Q, W]."""
+        if attention_rows is None:
+            outputs = self.encoder(input_ids=input_ids, attention_mask=attention_mask)
+            return outputs.last_hidden_state, None
+        if self.encoder.config._attn_implementation == LAST_LAYER_ATTENTION:
+            outputs = self.encoder(
+                input_ids=input_ids, attention_mask=attention_mask, output_attentions=True,
+                docre_attention_rows=attention_rows,
+            )
+            return outputs.last_hidden_state, outputs.attentions[-1]
+        # Encoders without attention functions: eager everywhere, then keep the rows asked for.
+        outputs = self.encoder(input_ids=input_ids, attention_mask=attention_mask, output_attentions=True)
+        attention = outputs.attentions[-1]
+        index = attention_rows[:, None, :, None].expand(-1, attention.shape[1], -1, attention.shape[-1])
+        return outputs.last_hidden_state, attention.gather(2, index)
+
+    def _encode_bucketed(self, input_ids, lengths, attention_rows=None):
+        """`_encoder_forward` over sequences of different lengths, in sub-batches of similar length.
+
+        Padding a short document to a long one's length wastes encoder work; sub-batches are chosen to minimise
+        (padded tokens + a fixed cost per sub-batch). Results are padded back to `input_ids.shape[1]`.
+        """
+        count, length = input_ids.shape
+        groups = _length_buckets(lengths)
+        if len(groups) == 1:
+            width = max(lengths)
+            mask = (torch.arange(width, device=input_ids.device)[None, :] < torch.as_tensor(lengths, device=input_ids.device)[:, None])
+            hidden, attention = self._encoder_forward(input_ids[:, :width], mask.long(), attention_rows)
+            if width < length:
+                hidden = nn.functional.pad(hidden, (0, 0, 0, length - width))
+                attention = None if attention is None else nn.functional.pad(attention, (0, length - width))
+            return hidden, attention
+        hidden = attention = None
+        for group in groups:
+            index = torch.as_tensor(group, device=input_ids.device)
+            group_lengths = [lengths[i] for i in group]
+            rows = None if attention_rows is None else attention_rows[index]
+            part_hidden, part_attention = self._encode_bucketed(input_ids[index], group_lengths, rows)
+            if hidden is None:
+                hidden = part_hidden.new_zeros(count, *part_hidden.shape[1:])
+                if part_attention is not None:
+                    attention = part_attention.new_zeros(count, *part_attention.shape[1:])
+            hidden = hidden.index_copy(0, index, part_hidden)
+            if attention is not None:
+                attention = attention.index_copy(0, index, part_attention)
+        return hidden, attention
 
     def encode(self, input_ids, attention_mask, mention_index, need_attention=True):
         """Encode documents of any length. Returns [`EncodedDocuments`].
 
-        Documents that fit the encoder's window go through it in one plain call. Otherwise every document is cut
-        into windows (`plan_windows`) that are encoded as one batch; hidden states are averaged where windows
-        overlap, and each window's attention rows are renormalised over the tokens it keeps (a window drops the
-        special tokens that are not the document's own) and averaged over the windows that contain the mention.
+        Documents that fit the encoder's window are encoded as they are. Longer ones are cut into windows
+        (`plan_windows`) that are encoded as one batch with the rest; hidden states are averaged where windows
+        overlap. For localized context pooling only the mentions' attention rows of the last layer are computed;
+        in a window that is not the whole document each row is renormalised over the tokens the window keeps (it
+        drops special tokens that are not the document's own), then averaged over the windows holding the mention.
         """
         config = self.config
         window = config.effective_window_size
-        batch_size, length = input_ids.shape
-        lengths = attention_mask.sum(-1)
-        if window is None or int(lengths.max()) <= window:
-            sequence_output, attention = self._encoder_forward(input_ids, attention_mask, need_attention)
+        lengths = attention_mask.sum(-1).tolist()
+        if window is None or max(lengths) <= window:
+            rows = mention_index.clamp(min=0).flatten(1) if need_attention else None
+            sequence_output, row_attention = self._encode_bucketed(input_ids, lengths, rows)
             entity_attention = None
             if need_attention:
-                selection = _mention_selection(mention_index, length, attention.dtype)
-                entity_attention = torch.einsum("bel,bhlk->behk", selection, attention)
+                valid = (mention_index >= 0).to(row_attention.dtype)
+                weights = valid / valid.sum(-1, keepdim=True).clamp(min=1)  # mean over an entity's mentions
+                batch_size, num_entities, num_mentions = mention_index.shape
+                row_attention = row_attention.view(batch_size, -1, num_entities, num_mentions, row_attention.shape[-1])
+                entity_attention = torch.einsum("bem,bhemk->behk", weights, row_attention)
             return EncodedDocuments(sequence_output, entity_attention)
-        return self._encode_windows(input_ids, attention_mask, mention_index, lengths.tolist(), need_attention)
+        return self._encode_windows(input_ids, mention_index, lengths, need_attention)
 
-    def _encode_windows(self, input_ids, attention_mask, mention_index, lengths, need_attention):
+    def _encode_windows(self, input_ids, mention_index, lengths, need_attention):
         config = self.config
         device = input_ids.device
         batch_size, length = input_ids.shape
         prefix, suffix = config.window_prefix_tokens, config.window_suffix_tokens
         plan = plan_windows(lengths, config.effective_window_size, config.effective_window_stride, prefix, suffix)
         doc, start, content = (torch.tensor(column, device=device)[:, None] for column in zip(*plan))
-        doc_length = torch.as_tensor(lengths, device=device)[doc]  # [N, 1]
-        doc_content = doc_length - prefix - suffix
-        window_length = int((content + prefix + suffix).max())
+        doc_content = torch.as_tensor(lengths, device=device)[doc] - prefix - suffix  # [N, 1]
+        window_lengths = [prefix + size + suffix for _, _, size in plan]
+        window_length = max(window_lengths)
         local = torch.arange(window_length, device=device)[None, :]  # [1, W]
 
         in_prefix = local < prefix
@@ -424,40 +518,42 @@ class DocREModel(DocREPreTrainedModel):
         last = start + content == doc_content
         keep = in_content | (in_prefix & first) | (in_window & ~in_prefix & ~in_content & last)
 
-        window_ids = input_ids[doc, source]
-        pad_id = self.config.encoder.pad_token_id
-        window_ids = window_ids.masked_fill(~in_window, pad_id if pad_id is not None else 0)
-        window_mask = in_window.to(attention_mask.dtype).expand_as(window_ids)
-        hidden, attention = self._encoder_forward(window_ids, window_mask, need_attention)
+        pad_id = config.encoder.pad_token_id
+        window_ids = input_ids[doc, source].masked_fill(~in_window, pad_id if pad_id is not None else 0)
+
+        rows = inside = None
+        if need_attention:
+            window_mentions = mention_index[doc[:, 0]]  # [N, E, M]
+            local_mention = window_mentions - start[:, :, None]
+            inside = (window_mentions >= 0) & (local_mention >= prefix) & (local_mention < prefix + content[:, :, None])
+            rows = torch.where(inside, local_mention, torch.zeros_like(local_mention)).flatten(1)
+        hidden, row_attention = self._encode_bucketed(window_ids, window_lengths, rows)
 
         # Hidden states: sum over windows into the document, divided by how many windows kept each token.
         target = torch.where(keep, doc * (length + 1) + source, doc * (length + 1) + length).reshape(-1)
         hidden_size = hidden.shape[-1]
+        kept_tokens = keep.to(hidden.dtype).expand_as(window_ids).reshape(-1)
         summed = hidden.new_zeros(batch_size * (length + 1), hidden_size).index_add(0, target, hidden.reshape(-1, hidden_size))
-        counts = hidden.new_zeros(batch_size * (length + 1)).index_add(0, target, keep.to(hidden.dtype).expand_as(window_ids).reshape(-1))
+        counts = hidden.new_zeros(batch_size * (length + 1)).index_add(0, target, kept_tokens)
         sequence_output = (summed / counts.clamp(min=1)[:, None]).view(batch_size, length + 1, hidden_size)[:, :length]
         if not need_attention:
             return EncodedDocuments(sequence_output, None)
 
-        # Attention: renormalise each window's rows over the columns it keeps (windows that are the whole document
-        # keep everything and are left untouched), then average each mention's rows over the windows holding it.
+        # Renormalise rows over the kept columns (windows that are the whole document are left untouched), then
+        # average each mention over the windows holding it and each entity over its mentions.
         whole = (first & last)[:, :, None, None]
-        kept = attention * keep[:, None, None, :].to(attention.dtype)
+        kept = row_attention * keep[:, None, None, :].to(row_attention.dtype)
         row_sum = kept.sum(-1, keepdim=True)
-        attention = torch.where(whole, attention, kept / row_sum.clamp(min=torch.finfo(row_sum.dtype).tiny))
-
-        window_mentions = mention_index[doc[:, 0]]  # [N, E, M]
-        local_mention = window_mentions - start[:, :, None]
-        inside = (window_mentions >= 0) & (local_mention >= prefix) & (local_mention < prefix + content[:, :, None])
+        row_attention = torch.where(whole, row_attention, kept / row_sum.clamp(min=torch.finfo(row_sum.dtype).tiny))
         windows_per_mention = torch.zeros_like(mention_index).index_add(0, doc[:, 0], inside.to(mention_index.dtype))
         mentions_per_entity = (mention_index >= 0).sum(-1, keepdim=True).clamp(min=1)
         share = windows_per_mention[doc[:, 0]].clamp(min=1) * mentions_per_entity[doc[:, 0]]
-        weights = inside.to(attention.dtype) / share.to(attention.dtype)
-        selection = torch.zeros(*window_mentions.shape[:2], window_length + 1, dtype=attention.dtype, device=device)
-        selection.scatter_add_(2, torch.where(inside, local_mention, torch.full_like(local_mention, window_length)), weights)
-        window_entity_attention = torch.einsum("new,nhwk->nehk", selection[..., :window_length], attention)
+        weights = inside.to(row_attention.dtype) / share.to(row_attention.dtype)  # [N, E, M]
+        num_windows, num_entities, num_mentions = weights.shape
+        row_attention = row_attention.view(num_windows, -1, num_entities, num_mentions, window_length)
+        window_entity_attention = torch.einsum("nem,nhemk->nehk", weights, row_attention)
 
-        num_entities, num_heads = window_entity_attention.shape[1:3]
+        num_heads = window_entity_attention.shape[2]
         flat = window_entity_attention.permute(1, 2, 0, 3).reshape(num_entities, num_heads, -1)
         entity_attention = flat.new_zeros(num_entities, num_heads, batch_size * (length + 1)).index_add(2, target, flat)
         entity_attention = entity_attention.view(num_entities, num_heads, batch_size, length + 1)[..., :length]
@@ -478,6 +574,24 @@ class DocREModel(DocREPreTrainedModel):
         else:
             pooled = (mentions * mask).sum(2) / valid.sum(-1, keepdim=True).clamp(min=1)
         return torch.where(has_mention, pooled, torch.zeros_like(pooled))
+
+    def localized_context(self, sequence_output, entity_attention, pair_index, pair_mask):
+        """Localized context pooling (ATLOP Sec. 5). Returns the weights a [B, P, L] and the context c [B, P, D].
+
+        q = sum over heads of A_s * A_o; a = q / sum(q); c = H^T a. In a long document, entities that share no
+        window have attention with disjoint support: q is 0 everywhere and the pair gets no context (a = c = 0).
+        """
+        batch_size, num_entities = entity_attention.shape[:2]
+        batch_index = torch.arange(batch_size, device=pair_index.device)[:, None]
+        heads, tails = pair_index[..., 0].clamp(min=0), pair_index[..., 1].clamp(min=0)
+        # q for every entity pair at once (E x E x L, no heads dimension), then the pairs asked for.
+        pair_attention = torch.einsum("bshl,bohl->bsol", entity_attention, entity_attention)
+        pair_attention = pair_attention.flatten(1, 2)[batch_index, heads * num_entities + tails]  # [B, P, L]
+        pair_attention = pair_attention * pair_mask[..., None].to(pair_attention.dtype)
+        total = pair_attention.sum(-1, keepdim=True)
+        weights = pair_attention / torch.where(total > 0, total, torch.ones_like(total))
+        context = torch.bmm(weights.to(sequence_output.dtype), sequence_output)
+        return weights, context
 
     def forward(
         self,
@@ -500,6 +614,7 @@ class DocREModel(DocREPreTrainedModel):
             labels (`torch.FloatTensor` of shape `[B, P, R]`, *optional*): multi-hot relations, column 0 = NA;
                 padded pairs are -100.
             output_context_weights (`bool`): also return the LOP weights [B, P, L].
+            output_entity_embeddings (`bool`): also return the pooled entity embeddings [B, E, D].
         Returns:
             [`DocREModelOutput`]
         """
@@ -511,46 +626,39 @@ class DocREModel(DocREPreTrainedModel):
         use_context = config.use_context_pooling
         encoded = self.encode(input_ids, attention_mask, mention_index, need_attention=use_context)
         sequence_output = encoded.sequence_output
+        hidden = sequence_output.shape[-1]
 
         entity_embeddings = self.pool_entities(sequence_output, mention_index)  # [B, E, D]
         pair_mask = (pair_index[..., 0] >= 0) & (pair_index[..., 1] >= 0)  # [B, P]
-        heads = pair_index[..., 0].clamp(min=0)
-        tails = pair_index[..., 1].clamp(min=0)
-        batch_index = torch.arange(input_ids.shape[0], device=input_ids.device)[:, None]
-        head_embeddings = entity_embeddings[batch_index, heads]  # [B, P, D]
-        tail_embeddings = entity_embeddings[batch_index, tails]
+        pair_batch, pair_slot = pair_mask.nonzero(as_tuple=True)  # the N real pairs
+        heads = pair_index[pair_batch, pair_slot, 0]
+        tails = pair_index[pair_batch, pair_slot, 1]
 
+        # W [h; c] = W_entity h + W_context c: the entity half is computed once per entity, not once per pair.
+        entities = self.dropout(entity_embeddings)
+        head_entity = nn.functional.linear(entities, self.head_extractor.weight[:, :hidden])[pair_batch, heads]
+        tail_entity = nn.functional.linear(entities, self.tail_extractor.weight[:, :hidden])[pair_batch, tails]
+        head_repr = head_entity + self.head_extractor.bias
+        tail_repr = tail_entity + self.tail_extractor.bias
         context_weights = None
         if use_context:
-            entity_attention = encoded.entity_attention  # [B, E, H, L]
-            num_entities = entity_attention.shape[1]
-            # q[b, s, o, l] = sum_h A_s[h, l] * A_o[h, l] for every entity pair, then the pairs asked for.
-            pair_attention = torch.einsum("bshl,bohl->bsol", entity_attention, entity_attention)
-            pair_attention = pair_attention.flatten(1, 2)[batch_index, heads * num_entities + tails]  # [B, P, L]
-            pair_attention = pair_attention * pair_mask[..., None].to(pair_attention.dtype)
-            # In a long document, entities that share no window have attention rows with disjoint support: q is 0
-            # everywhere and such a pair gets no localized context (c = 0) rather than a division by zero.
-            total = pair_attention.sum(-1, keepdim=True)
-            context_weights = pair_attention / torch.where(total > 0, total, torch.ones_like(total))
-            context = torch.bmm(context_weights.to(sequence_output.dtype), sequence_output)  # [B, P, D]
-            head_embeddings = torch.cat([head_embeddings, context], dim=-1)
-            tail_embeddings = torch.cat([tail_embeddings, context], dim=-1)
+            context_weights, context = self.localized_context(sequence_output, encoded.entity_attention, pair_index, pair_mask)
+            context = self.dropout(context[pair_batch, pair_slot])  # [N, D]
+            head_repr = head_repr + nn.functional.linear(context, self.head_extractor.weight[:, hidden:])
+            tail_repr = tail_repr + nn.functional.linear(context, self.tail_extractor.weight[:, hidden:])
+        real_logits = self.bilinear(torch.tanh(head_repr), torch.tanh(tail_repr))  # [N, R]
 
-        head_repr = torch.tanh(self.head_extractor(self.dropout(head_embeddings)))
-        tail_repr = torch.tanh(self.tail_extractor(self.dropout(tail_embeddings)))
-        # Only real pairs go through the (costly) bilinear.
-        real_logits = self.bilinear(head_repr[pair_mask], tail_repr[pair_mask])
         logits = real_logits.new_full((*pair_mask.shape, config.num_relations), PAD_RELATION_LOGIT)
         logits[..., 0] = 0.0
-        logits = logits.masked_scatter(pair_mask[..., None], real_logits)
+        logits = logits.index_put((pair_batch, pair_slot), real_logits)
 
         loss = pair_loss = None
         if labels is not None:
-            labeled = pair_mask & (labels[..., 0] != -100)
-            per_pair = PAIR_LOSSES[config.loss](real_logits, labels[pair_mask].float())
-            pair_loss = per_pair.new_zeros(pair_mask.shape).masked_scatter(pair_mask, per_pair)
-            pair_loss = pair_loss * labeled.to(pair_loss.dtype)
-            loss = pair_loss.sum() / labeled.sum().clamp(min=1)
+            real_labels = labels[pair_batch, pair_slot].float()
+            labeled = (real_labels[:, 0] != -100).to(real_logits.dtype)
+            per_pair = PAIR_LOSSES[config.loss](real_logits, real_labels.clamp(min=0)) * labeled
+            pair_loss = per_pair.new_zeros(pair_mask.shape).index_put((pair_batch, pair_slot), per_pair)
+            loss = per_pair.sum() / labeled.sum().clamp(min=1)
 
         return DocREModelOutput(
             loss=loss,

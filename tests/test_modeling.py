@@ -149,7 +149,8 @@ def reference_encode(model, input_ids, mention_index):
         first, last = start == 0, start + size == content_length
         keep = [first] * prefix + [True] * size + [last] * suffix
         window_ids = torch.tensor([[input_ids[p] for p in positions]])
-        hidden, attention = model._encoder_forward(window_ids, torch.ones_like(window_ids), True)
+        all_rows = torch.arange(window_ids.shape[1])[None]
+        hidden, attention = model._encoder_forward(window_ids, torch.ones_like(window_ids), all_rows)
         for j, g in enumerate(positions):
             if keep[j]:
                 hidden_sum[g] += hidden[0, j]
