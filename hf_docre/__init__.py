@@ -11,7 +11,7 @@ from transformers.models.auto.auto_factory import _BaseAutoModelClass, _LazyAuto
 from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
 
 from .configuration_docre import NA_LABEL, DocREConfig
-from .losses_docre import adaptive_thresholding_loss, binary_relation_loss, decode_relations
+from .losses_docre import adaptive_thresholding_loss, binary_relation_loss, decode_relations, tune_global_threshold
 from .modeling_docre import DocREModel, DocREModelOutput, DocREPreTrainedModel, GroupBilinear, plan_windows
 from .processing_docre import DocREDataCollator, DocREFeaturizer, DocREInputError
 
@@ -47,4 +47,5 @@ __all__ = [
     "binary_relation_loss",
     "decode_relations",
     "plan_windows",
+    "tune_global_threshold",
 ]

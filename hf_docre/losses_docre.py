@@ -81,3 +81,29 @@ def decode_relations(logits, loss="atl", global_threshold=0.5, max_relations_per
         above &= logits >= kth_best
     above[..., 0] = ~above[..., 1:].any(-1)
     return above
+
+
+def tune_global_threshold(logits, labels, candidates=None, max_relations_per_pair=4):
+    """Pick the probability threshold that maximises relation F1 on dev data (for `loss="bce"`).
+
+    The paper searches {0.1, 0.2, ..., 0.9}; pass `candidates` for a finer grid.
+
+    Args:
+        logits: [..., R] dev-set logits; labels: [..., R] multi-hot (column 0 = NA; rows with -100 are ignored).
+    Returns:
+        (best threshold, its F1 over (pair, relation) decisions).
+    """
+    if candidates is None:
+        candidates = [round(0.1 * i, 1) for i in range(1, 10)]
+    real = labels[..., 0] != -100
+    logits, gold = logits[real], labels[real][:, 1:] > 0
+    best = (candidates[0], -1.0)
+    for threshold in candidates:
+        predicted = decode_relations(logits, "bce", threshold, max_relations_per_pair)[:, 1:]
+        true_positive = (predicted & gold).sum().item()
+        precision = true_positive / max(predicted.sum().item(), 1)
+        recall = true_positive / max(gold.sum().item(), 1)
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall > 0 else 0.0
+        if f1 > best[1]:
+            best = (threshold, f1)
+    return best

@@ -29,7 +29,7 @@ except ImportError:  # pragma: no cover - older layouts
     sdpa_attention_forward = ALL_ATTENTION_FUNCTIONS["sdpa"]
 
 from .configuration_docre import DocREConfig
-from .losses_docre import PAD_RELATION_LOGIT, PAIR_LOSSES, decode_relations
+from .losses_docre import PAD_RELATION_LOGIT, PAIR_LOSSES, decode_relations, tune_global_threshold
 
 # ----------------------------------------------------------------------------------------------------------------------
 # Attention: sdpa everywhere, eager (with weights) only in the encoder's last layer, and only when weights are asked for.
@@ -679,6 +679,13 @@ class DocREModel(DocREPreTrainedModel):
             global_threshold=config.global_threshold,
             max_relations_per_pair=config.max_relations_per_pair,
         )
+
+    def tune_global_threshold(self, logits, labels, candidates=None):
+        """Set `config.global_threshold` (used with `loss="bce"`) to the value that maximises F1 on dev logits and
+        labels ([..., R]); returns `(threshold, f1)`."""
+        threshold, f1 = tune_global_threshold(logits, labels, candidates, self.config.max_relations_per_pair)
+        self.config.global_threshold = threshold
+        return threshold, f1
 
 
 def load_tokenizer(name_or_path, **kwargs):

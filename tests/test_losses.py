@@ -113,3 +113,16 @@ def test_group_bilinear_matches_naive_forward_and_backward():
 def test_group_bilinear_empty_input():
     layer = GroupBilinear(emb_size=16, block_size=4, num_labels=3)
     assert layer(torch.zeros(0, 16), torch.zeros(0, 16)).shape == (0, 3)
+
+
+def test_tune_global_threshold_picks_the_best_f1():
+    from hf_docre import tune_global_threshold
+
+    # Probabilities 0.35 (gold) and 0.25 (not gold): any threshold in [0.25, 0.35) is perfect.
+    logit = lambda p: math.log(p / (1 - p))
+    logits = torch.tensor([[0.0, logit(0.35), logit(0.25)], [0.0, logit(0.05), logit(0.6)], [9.0, 9.0, 9.0]])
+    labels = torch.tensor([[0.0, 1.0, 0.0], [0.0, 0.0, 1.0], [-100.0, -100.0, -100.0]])
+    threshold, f1 = tune_global_threshold(logits, labels)
+    assert threshold == 0.3 and f1 == 1.0
+    threshold, f1 = tune_global_threshold(logits, labels, candidates=[0.5, 0.7])
+    assert threshold == 0.5 and f1 == pytest.approx(2 / 3)

@@ -308,3 +308,29 @@ def test_save_load_and_remote_code_give_identical_logits(model, redocred_documen
     result = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "REMOTE-OK DocREModel" in result.stdout
+
+
+def test_bf16_autocast_and_bf16_weights(encoder_dirs, relations, redocred_documents):
+    torch.manual_seed(0)
+    model = DocREModel.from_encoder(encoder_dirs["bert"], relations=relations, **SMALL_HEAD)
+    batch, _ = batch_of(model, [redocred_documents[16], short_document(redocred_documents[17])])
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        output = model(**batch)
+    assert torch.isfinite(output.loss)
+    output.loss.backward()
+    assert model.bilinear.weight.grad.dtype == torch.float32 and torch.isfinite(model.bilinear.weight.grad).all()
+    model.zero_grad()
+    model = model.to(torch.bfloat16)
+    output = model(**batch)
+    assert output.logits.dtype == torch.bfloat16 and torch.isfinite(output.logits).all()
+    output.loss.backward()
+    assert torch.isfinite(model.encoder.embeddings.word_embeddings.weight.grad.float()).all()
+
+
+def test_tune_global_threshold_sets_the_config(encoder_dirs, relations, redocred_documents):
+    model = DocREModel.from_encoder(encoder_dirs["bert"], relations=relations, loss="bce", **SMALL_HEAD).eval()
+    batch, _ = batch_of(model, [short_document(redocred_documents[18], 3)])
+    with torch.no_grad():
+        logits = model(**batch).logits
+    threshold, f1 = model.tune_global_threshold(logits, batch["labels"], candidates=[0.2, 0.4, 0.6, 0.8])
+    assert model.config.global_threshold == threshold and 0.0 <= f1 <= 1.0
