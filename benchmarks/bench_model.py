@@ -105,24 +105,16 @@ def _reset_peak(device):
         f.write("5")
 
 
-def _peak_bytes(device):
+def _memory_bytes(device, peak):
+    """Peak (since the last reset) or current memory: the CUDA allocator's, or this process's resident set."""
     if device.startswith("cuda"):
-        return torch.cuda.max_memory_allocated()
+        return torch.cuda.max_memory_allocated() if peak else torch.cuda.memory_allocated()
+    field = "VmHWM:" if peak else "VmRSS:"
     with open("/proc/self/status") as f:
         for line in f:
-            if line.startswith("VmHWM:"):
+            if line.startswith(field):
                 return int(line.split()[1]) * 1024
-    raise RuntimeError("no VmHWM")
-
-
-def _current_bytes(device):
-    if device.startswith("cuda"):
-        return torch.cuda.memory_allocated()
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError("no VmRSS")
+    raise RuntimeError(f"no {field} in /proc/self/status")
 
 
 def synthetic_batch(model, num_tokens, num_entities=20, mentions_per_entity=2, batch_size=1):
@@ -184,7 +176,7 @@ def probe(args):
         # The baseline is the memory in use with the model and inputs loaded; the peak covers a warm-up step and the
         # timed steps (CPU allocators keep freed memory, so the warm-up's peak would show anyway).
         synchronize(args.device)
-        baseline = _current_bytes(args.device)
+        baseline = _memory_bytes(args.device, peak=False)
         _reset_peak(args.device)
         step(batches[0])
         synchronize(args.device)
@@ -193,7 +185,7 @@ def probe(args):
             step(batch)
         synchronize(args.device)
         seconds = time.perf_counter() - start
-    print(json.dumps({"peak": _peak_bytes(args.device), "baseline": baseline, "seconds": seconds, "docs": sum(len(b["input_ids"]) for b in batches)}))
+    print(json.dumps({"peak": _memory_bytes(args.device, peak=True), "baseline": baseline, "seconds": seconds, "docs": sum(len(b["input_ids"]) for b in batches)}))
 
 
 def run_probe(args, **options):

@@ -384,13 +384,17 @@ class DocREModel(DocREPreTrainedModel):
         encoder = AutoModel.from_pretrained(encoder_name_or_path)
         if tokenizer is None:
             tokenizer = load_tokenizer(encoder_name_or_path)
-        config_kwargs.setdefault("window_size", _window_size(tokenizer, encoder.config))
         prefix, suffix = special_token_layout(tokenizer)
         config_kwargs.setdefault("window_prefix_tokens", prefix)
         config_kwargs.setdefault("window_suffix_tokens", suffix)
         config = DocREConfig(
             encoder=encoder.config, relations=relations, relation_names=relation_names, **config_kwargs
         )
+        if config.window_size is None:
+            # The window is the smaller of the tokenizer's limit and the encoder's position table.
+            limits = [config.effective_window_size, getattr(tokenizer, "model_max_length", None)]
+            limits = [int(limit) for limit in limits if limit is not None and limit < 1_000_000]
+            config.window_size = min(limits) if limits else None
         model = cls(config)
         missing, unexpected = model.encoder.load_state_dict(encoder.state_dict(), strict=False)
         missing = [k for k in missing if not k.startswith("pooler.")]
@@ -482,7 +486,10 @@ class DocREModel(DocREPreTrainedModel):
         """
         config = self.config
         window = config.effective_window_size
-        lengths = attention_mask.sum(-1).tolist()
+        lengths = attention_mask.sum(-1)
+        if not torch.equal(attention_mask.long().cumprod(-1).sum(-1), lengths):
+            raise ValueError("DocREModel expects right-padded inputs: every attention_mask row must be 1s then 0s.")
+        lengths = lengths.tolist()
         if window is None or max(lengths) <= window:
             rows = mention_index.clamp(min=0).flatten(1) if need_attention else None
             sequence_output, row_attention = self._encode_bucketed(input_ids, lengths, rows)
@@ -704,16 +711,3 @@ def special_token_layout(tokenizer):
         if full[prefix : prefix + len(content)] == content:
             return prefix, len(full) - len(content) - prefix
     return 1, 1
-
-
-def _window_size(tokenizer, encoder_config):
-    limits = []
-    model_max = getattr(tokenizer, "model_max_length", None)
-    if model_max is not None and model_max < 1_000_000:
-        limits.append(int(model_max))
-    max_positions = getattr(encoder_config, "max_position_embeddings", None)
-    if max_positions is not None:
-        if getattr(encoder_config, "model_type", "") in ("roberta", "xlm-roberta", "camembert"):
-            max_positions -= (encoder_config.pad_token_id or 0) + 1
-        limits.append(int(max_positions))
-    return min(limits) if limits else None

@@ -334,3 +334,11 @@ def test_tune_global_threshold_sets_the_config(encoder_dirs, relations, redocred
         logits = model(**batch).logits
     threshold, f1 = model.tune_global_threshold(logits, batch["labels"], candidates=[0.2, 0.4, 0.6, 0.8])
     assert model.config.global_threshold == threshold and 0.0 <= f1 <= 1.0
+
+
+def test_left_padding_is_refused(model, redocred_documents):
+    batch, _ = batch_of(model, [short_document(redocred_documents[22]), short_document(redocred_documents[23], 3)])
+    left = {k: v.clone() for k, v in batch.items()}
+    left["attention_mask"] = batch["attention_mask"].flip(-1)
+    with pytest.raises(ValueError, match="right-padded"):
+        model(**left)
