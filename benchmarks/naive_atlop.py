@@ -24,7 +24,6 @@ def naive_forward(model, input_ids, attention_mask, mention_index, pair_index):
         encoder.set_attn_implementation(previous)
     sequence_output = outputs.last_hidden_state
     attention = outputs.attentions[-1]  # [B, H, L, L]; every layer's weights were materialised
-    hidden = sequence_output.shape[-1]
 
     all_logits = []
     for b in range(input_ids.shape[0]):
@@ -69,5 +68,4 @@ def naive_forward(model, input_ids, attention_mask, mention_index, pair_index):
         outer = (b1.unsqueeze(3) * b2.unsqueeze(2)).view(-1, config.emb_size * config.block_size)
         logits[: len(pairs)] = outer @ model.bilinear.weight.t() + model.bilinear.bias
         all_logits.append(logits)
-    del hidden
     return torch.stack(all_logits)

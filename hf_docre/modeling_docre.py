@@ -240,17 +240,6 @@ class EncodedDocuments:
     entity_attention: torch.Tensor | None
 
 
-def _mention_selection(mention_index, length, dtype):
-    """[B, E, L] weights that average an entity's mention rows: 1 / (number of mentions) at each mention position."""
-    valid = mention_index >= 0
-    count = valid.sum(-1, keepdim=True).clamp(min=1).to(dtype)
-    weights = valid.to(dtype) / count
-    selection = torch.zeros(*mention_index.shape[:2], length + 1, dtype=dtype, device=mention_index.device)
-    position = torch.where(valid, mention_index, torch.full_like(mention_index, length))
-    selection.scatter_add_(2, position, weights)
-    return selection[..., :length]
-
-
 # Encoder cost of one extra sub-batch, in padded tokens: below this saving, documents share a sub-batch.
 BUCKET_OVERHEAD_TOKENS = 128
 

@@ -181,3 +181,15 @@ def test_collator_pads_and_expands_labels(featurizer, redocred_documents, label2
     # Without labels, none are produced.
     unlabeled = [{k: v for k, v in f.items() if k != "labels"} for f in features]
     assert "labels" not in collator(unlabeled)
+
+
+def test_map_batch_on_a_datasets_column(featurizer, redocred_documents):
+    from datasets import Dataset
+
+    documents = redocred_documents[:4]
+    dataset = Dataset.from_list(documents)  # nested lists of dicts come back as dicts of lists
+    mapped = dataset.map(featurizer.map_batch, batched=True, batch_size=3, remove_columns=dataset.column_names)
+    expected = featurizer.featurize(documents)
+    assert len(mapped) == len(expected)
+    for row, feature in zip(mapped, expected):
+        assert row == feature
