@@ -399,7 +399,9 @@ class DocREModel(DocREPreTrainedModel):
         if getattr(model, "tokenizer", None) is None:
             hub_kwargs = {k: kwargs[k] for k in ("revision", "token", "cache_dir", "local_files_only") if k in kwargs}
             try:
-                model.tokenizer = load_tokenizer(pretrained_model_name_or_path, **hub_kwargs)
+                # With the config given, AutoTokenizer does not read config.json (whose custom model type would
+                # make it ask about remote code).
+                model.tokenizer = load_tokenizer(pretrained_model_name_or_path, config=model.config, **hub_kwargs)
             except (OSError, ValueError):
                 model.tokenizer = None
         return model

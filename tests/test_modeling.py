@@ -267,8 +267,13 @@ def test_head_options(encoder_dirs, relations, redocred_documents, options):
 
 def test_save_load_and_remote_code_give_identical_logits(model, redocred_documents, tmp_path):
     batch, _ = batch_of(model, [redocred_documents[20], short_document(redocred_documents[21])])
-    with torch.no_grad():
-        expected = model(**batch).logits
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the other process computes with one thread too
+    try:
+        with torch.no_grad():
+            expected = model(**batch).logits
+    finally:
+        torch.set_num_threads(threads)
     folder = tmp_path / "saved"
     model.save_pretrained(folder)
     files = set(os.listdir(folder))
@@ -281,8 +286,9 @@ def test_save_load_and_remote_code_give_identical_logits(model, redocred_documen
     reloaded = DocREModel.from_pretrained(folder).eval()
     assert reloaded.tokenizer is not None
     with torch.no_grad():
-        assert torch.equal(reloaded(**batch).logits, expected)
-        assert torch.equal(AutoModelForDocumentRelationExtraction.from_pretrained(folder).eval()(**batch).logits, expected)
+        in_process = model(**batch).logits
+        assert torch.equal(reloaded(**batch).logits, in_process)
+        assert torch.equal(AutoModelForDocumentRelationExtraction.from_pretrained(folder).eval()(**batch).logits, in_process)
 
     # A process that cannot import hf_docre loads the folder through trust_remote_code.
     save_file({k: v.contiguous() for k, v in batch.items() if k != "labels"}, str(tmp_path / "batch.safetensors"))
@@ -292,6 +298,7 @@ def test_save_load_and_remote_code_give_identical_logits(model, redocred_documen
         import sys
         sys.modules["hf_docre"] = None  # any "import hf_docre" now fails
         import torch
+        torch.set_num_threads(1)
         from safetensors.torch import load_file
         from transformers import AutoModel
         model = AutoModel.from_pretrained({str(folder)!r}, trust_remote_code=True).eval()
@@ -300,7 +307,10 @@ def test_save_load_and_remote_code_give_identical_logits(model, redocred_documen
         expected = load_file({str(tmp_path / "expected.safetensors")!r})["logits"]
         with torch.no_grad():
             logits = model(**batch).logits
-        assert torch.equal(logits, expected), (logits - expected).abs().max()
+        # Bit-identical within a process (above); across processes kernels may pick other code paths
+        # (memory alignment), so allow float rounding only.
+        assert torch.allclose(logits, expected, rtol=1e-6, atol=1e-6), (logits - expected).abs().max()
+        assert type(model.tokenizer).__name__ in ("BertTokenizer", "RobertaTokenizer"), type(model.tokenizer)
         print("REMOTE-OK", type(model).__name__)
         """
     )
@@ -308,6 +318,7 @@ def test_save_load_and_remote_code_give_identical_logits(model, redocred_documen
     result = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "REMOTE-OK DocREModel" in result.stdout
+    assert "instantiate a model of type" not in result.stderr  # the tokenizer is loaded with the model's config
 
 
 def test_bf16_autocast_and_bf16_weights(encoder_dirs, relations, redocred_documents):
