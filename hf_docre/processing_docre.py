@@ -36,6 +36,51 @@ class DocREInputError(ValueError):
         self.processed = None  # features of the documents processed before this one, when featurizing a list
 
 
+def validate_document(document, index=None, relations=None):
+    """Check a DocRED-format document; raise [`DocREInputError`] naming the document, its index and the field.
+
+    Checks: sentences present and lists of words; every entity has mentions; each mention's `sent_id` is a
+    sentence of the document and its `pos` a non-empty span inside that sentence; each label's `h`/`t` are
+    distinct entities of the document; each label's relation is in `relations` (when given).
+    """
+    title = document.get("title")
+
+    def fail(message, field):
+        raise DocREInputError(message, title=title, index=index, field=field)
+
+    sents = document.get("sents")
+    if not sents:
+        fail("has no sentences", "sents")
+    for s, sentence in enumerate(sents):
+        if not isinstance(sentence, (list, tuple)):
+            fail(f"must be a list of words, got {type(sentence).__name__}", f"sents[{s}]")
+    entities = document.get("vertexSet")
+    if entities is None:
+        fail("is missing", "vertexSet")
+    for e, mentions in enumerate(entities):
+        if not mentions:
+            fail("entity has no mentions", f"vertexSet[{e}]")
+        for m, mention in enumerate(mentions):
+            sent_id = mention.get("sent_id")
+            if not isinstance(sent_id, int) or not 0 <= sent_id < len(sents):
+                fail(f"sent_id {sent_id!r} is not a sentence of the document ({len(sents)} sentences)",
+                     f"vertexSet[{e}][{m}].sent_id")
+            pos = mention.get("pos")
+            sentence_length = len(sents[sent_id])
+            if not isinstance(pos, (list, tuple)) or len(pos) != 2 or not 0 <= pos[0] < pos[1] <= sentence_length:
+                fail(f"mention span {pos!r} is outside sentence {sent_id} ({sentence_length} words)",
+                     f"vertexSet[{e}][{m}].pos")
+    for k, label in enumerate(document.get("labels") or []):
+        for key in ("h", "t"):
+            value = label.get(key)
+            if not isinstance(value, int) or not 0 <= value < len(entities):
+                fail(f"points at entity {value!r}, but the document has {len(entities)} entities", f"labels[{k}].{key}")
+        if label["h"] == label["t"]:
+            fail(f"head and tail are the same entity ({label['h']})", f"labels[{k}]")
+        if relations is not None and label.get("r") not in relations:
+            fail(f"unknown relation {label.get('r')!r}", f"labels[{k}].r")
+
+
 def all_ordered_pairs(num_entities):
     """[P, 2] array of (head, tail) for every h != t, row-major (P = E * (E - 1))."""
     heads, tails = np.divmod(np.arange(num_entities * num_entities), num_entities)
@@ -76,43 +121,7 @@ class DocREFeaturizer:
 
     def validate(self, document, index=None):
         """Raise [`DocREInputError`] naming the document and the field for anything the model cannot use."""
-        title = document.get("title")
-
-        def fail(message, field):
-            raise DocREInputError(message, title=title, index=index, field=field)
-
-        sents = document.get("sents")
-        if not sents:
-            fail("has no sentences", "sents")
-        for s, sentence in enumerate(sents):
-            if not isinstance(sentence, (list, tuple)):
-                fail(f"must be a list of words, got {type(sentence).__name__}", f"sents[{s}]")
-        entities = document.get("vertexSet")
-        if entities is None:
-            fail("is missing", "vertexSet")
-        for e, mentions in enumerate(entities):
-            if not mentions:
-                fail("entity has no mentions", f"vertexSet[{e}]")
-            for m, mention in enumerate(mentions):
-                sent_id = mention.get("sent_id")
-                if not isinstance(sent_id, int) or not 0 <= sent_id < len(sents):
-                    fail(f"sent_id {sent_id!r} is not a sentence of the document ({len(sents)} sentences)",
-                         f"vertexSet[{e}][{m}].sent_id")
-                pos = mention.get("pos")
-                sentence_length = len(sents[sent_id])
-                if (not isinstance(pos, (list, tuple)) or len(pos) != 2 or not 0 <= pos[0] < pos[1] <= sentence_length):
-                    fail(f"mention span {pos!r} is outside sentence {sent_id} ({sentence_length} words)",
-                         f"vertexSet[{e}][{m}].pos")
-        for k, label in enumerate(document.get("labels") or []):
-            for key in ("h", "t"):
-                value = label.get(key)
-                if not isinstance(value, int) or not 0 <= value < len(entities):
-                    fail(f"points at entity {value!r}, but the document has {len(entities)} entities",
-                         f"labels[{k}].{key}")
-            if label["h"] == label["t"]:
-                fail(f"head and tail are the same entity ({label['h']})", f"labels[{k}]")
-            if self.label2id is not None and label.get("r") not in self.label2id:
-                fail(f"unknown relation {label.get('r')!r}", f"labels[{k}].r")
+        validate_document(document, index=index, relations=self.label2id)
 
     # -- featurization ---------------------------------------------------------------------------------------------
 

@@ -1,0 +1,195 @@
+"""A `datasets` builder for DocRED-format data (datasets 5 has no loading scripts: use the class directly).
+
+    from hf_docre.data import DocREDBuilder
+    builder = DocREDBuilder(config_name="redocred", data_files={"dev": "dev_revised.json"}, cache_dir="cache")
+    builder.download_and_prepare()
+    dev = builder.as_dataset(split="dev")
+
+or simply `hf_docre.data.load_docred("redocred", data_files=...)`. Without `data_files`, the official files are
+downloaded (DocRED from the authors' Google Drive, Re-DocRED from its GitHub repository). CDR and GDA are read from
+their preprocessed `.data` files (see `biomedical.py`), which have no stable download address: pass `data_files`.
+"""
+
+import json
+import warnings
+from dataclasses import dataclass, field
+
+import datasets
+
+from ..processing_docre import DocREInputError, validate_document
+
+_DRIVE = "https://drive.google.com/uc?export=download&id="
+_REDOCRED = "https://raw.githubusercontent.com/tonytan48/Re-DocRED/main/data/"
+
+DOCRED_URLS = {
+    "train_annotated": _DRIVE + "1NN33RzyETbanw4Dg2sRrhckhWpzuBQS9",
+    "train_distant": _DRIVE + "1fDmfUUo5G7gfaoqWWvK81u08m71TK2g7",
+    "dev": _DRIVE + "1AHUm1-_V9GCtGuDcc8XrMUCJE8B-HHoL",
+    "test": _DRIVE + "1lAVDcD94Sigx7gR3jTfStI66o86cflum",
+}
+DOCRED_REL_INFO_URL = _DRIVE + "1y9A0zKrvETc1ddUFuFhBg3Xfr7FEL4dW"
+REDOCRED_URLS = {split: _REDOCRED + f"{split}_revised.json" for split in ("train", "dev", "test")}
+
+BIOMEDICAL_RELATIONS = {"cdr": {"CID": "chemical-induced disease"}, "gda": {"GDA": "gene-disease association"}}
+
+MENTION = {
+    "name": datasets.Value("string"),
+    "pos": datasets.List(datasets.Value("int32")),
+    "sent_id": datasets.Value("int32"),
+    "type": datasets.Value("string"),
+    # Re-DocRED's extra mention fields; None where a corpus does not have them.
+    "global_pos": datasets.List(datasets.Value("int32")),
+    "index": datasets.Value("string"),
+}
+LABEL = {
+    "h": datasets.Value("int32"),
+    "t": datasets.Value("int32"),
+    "r": datasets.Value("string"),
+    "evidence": datasets.List(datasets.Value("int32")),
+}
+FEATURES = datasets.Features(
+    {
+        "title": datasets.Value("string"),
+        "sents": datasets.List(datasets.List(datasets.Value("string"))),
+        "vertexSet": datasets.List(datasets.List(MENTION)),
+        "labels": datasets.List(LABEL),  # None in splits without labels (DocRED's test set)
+    }
+)
+_OPTIONAL_MENTION_FIELDS = ("global_pos", "index")
+
+
+def to_docred_json(row):
+    """A dataset row back to the DocRED JSON document it came from (absent optional fields dropped)."""
+    document = {
+        "title": row["title"],
+        "sents": row["sents"],
+        "vertexSet": [
+            [{k: v for k, v in mention.items() if not (k in _OPTIONAL_MENTION_FIELDS and v is None)} for mention in entity]
+            for entity in row["vertexSet"]
+        ],
+    }
+    if row.get("labels") is not None:
+        document["labels"] = row["labels"]
+    return document
+
+
+@dataclass
+class DocREDBuilderConfig(datasets.BuilderConfig):
+    """Args:
+        source: `"docred"` (official JSON files), `"redocred"`, `"pubtator"` (CDR/GDA `.data` files) or `"json"`.
+        urls: split -> download address of the official files (overridden by `data_files`).
+        relation_names: relation id -> name; for DocRED and Re-DocRED the `rel_info.json` map.
+        rel_info_url: where to download `rel_info.json` when `relation_names` is empty.
+        validation: `"strict"` raises on the first bad document (title, field, index); `"lenient"` skips bad
+            documents, keeps every good one and warns with the count and the reasons.
+    """
+
+    source: str = "json"
+    urls: dict = field(default_factory=dict)
+    relation_names: dict = field(default_factory=dict)
+    rel_info_url: str | None = None
+    validation: str = "strict"
+
+
+class DocREDBuilder(datasets.GeneratorBasedBuilder):
+    """DocRED, Re-DocRED, CDR, GDA, or any DocRED-format JSON (`config_name="json"` with `data_files`)."""
+
+    BUILDER_CONFIG_CLASS = DocREDBuilderConfig
+    BUILDER_CONFIGS = [
+        DocREDBuilderConfig(name="docred", source="docred", urls=DOCRED_URLS, rel_info_url=DOCRED_REL_INFO_URL,
+                            description="DocRED (Yao et al. 2019): train_annotated, train_distant, dev, test"),
+        DocREDBuilderConfig(name="redocred", source="docred", urls=REDOCRED_URLS, rel_info_url=DOCRED_REL_INFO_URL,
+                            description="Re-DocRED (Tan et al. 2022): the revised train, dev and test sets"),
+        DocREDBuilderConfig(name="cdr", source="pubtator", relation_names=BIOMEDICAL_RELATIONS["cdr"],
+                            description="BioCreative V CDR in ATLOP's preprocessed format (pass data_files)"),
+        DocREDBuilderConfig(name="gda", source="pubtator", relation_names=BIOMEDICAL_RELATIONS["gda"],
+                            description="GDA in ATLOP's preprocessed format (pass data_files)"),
+        DocREDBuilderConfig(name="json", source="json", description="Any DocRED-format JSON files (pass data_files)"),
+    ]
+    DEFAULT_CONFIG_NAME = "redocred"
+
+    def _info(self):
+        return datasets.DatasetInfo(
+            description=self.config.description or "Document-level relation extraction in DocRED format.",
+            features=FEATURES,
+            homepage="https://github.com/thunlp/DocRED",
+        )
+
+    def _split_generators(self, dl_manager):
+        if self.config.data_files:
+            files = {split: list(paths) for split, paths in self.config.data_files.items()}
+        elif self.config.urls:
+            files = {split: [path] for split, path in dl_manager.download(self.config.urls).items()}
+        else:
+            raise ValueError(
+                f"The {self.config.name!r} config has no download address: pass data_files={{'train': ..., 'dev': ...}}."
+            )
+        if not self.config.relation_names and self.config.rel_info_url and not self.config.data_files:
+            with open(dl_manager.download(self.config.rel_info_url), encoding="utf-8") as f:
+                self.config.relation_names = json.load(f)
+        return [datasets.SplitGenerator(name=split, gen_kwargs={"paths": paths, "split": split}) for split, paths in files.items()]
+
+    def _read(self, path):
+        if self.config.source == "pubtator":
+            from .biomedical import read_pubtator_file
+
+            return read_pubtator_file(path)
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+
+    def _generate_examples(self, paths, split):
+        relations = self.config.relation_names or None
+        problems = []
+        key = 0
+        for path in paths:
+            for index, document in enumerate(self._read(path)):
+                try:
+                    check_document(document, index, relations)
+                except DocREInputError as error:
+                    if self.config.validation == "strict":
+                        error.args = (f"{error} [split {split!r}, file {path}]",)
+                        raise
+                    problems.append(str(error))
+                    continue
+                yield key, _to_row(document)
+                key += 1
+        if problems:
+            shown = "\n  ".join(problems[:20])
+            more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
+            warnings.warn(f"Split {split!r}: skipped {len(problems)} bad documents, kept {key}:\n  {shown}{more}", stacklevel=2)
+
+
+def check_document(document, index=None, relations=None):
+    """`validate_document` plus the checks of a whole corpus: a document must have entities."""
+    validate_document(document, index=index, relations=relations)
+    if not document.get("vertexSet"):
+        raise DocREInputError("document has no entities", title=document.get("title"), index=index, field="vertexSet")
+
+
+def _to_row(document):
+    row = {
+        "title": document["title"],
+        "sents": document["sents"],
+        "vertexSet": [
+            [{**{k: None for k in _OPTIONAL_MENTION_FIELDS}, **mention} for mention in entity] for entity in document["vertexSet"]
+        ],
+        "labels": None,
+    }
+    if "labels" in document:
+        row["labels"] = [{"evidence": [], **label} for label in document["labels"]]
+    return row
+
+
+def load_docred(name="redocred", data_files=None, split=None, cache_dir=None, validation="strict", **config_kwargs):
+    """Build and load a DocRED-format dataset. Returns a `DatasetDict`, or a `Dataset` when `split` is given."""
+    if isinstance(data_files, str):
+        data_files = {"train": data_files}
+    builder = DocREDBuilder(config_name=name, data_files=data_files, cache_dir=cache_dir, validation=validation, **config_kwargs)
+    try:
+        builder.download_and_prepare()
+    except datasets.exceptions.DatasetGenerationError as error:
+        # datasets wraps what a generator raises; a bad document is the user's to fix, so show it as it is.
+        if isinstance(error.__cause__, DocREInputError):
+            raise error.__cause__ from None
+        raise
+    return builder.as_dataset(split=split)
