@@ -1,10 +1,14 @@
 import copy
-import random
+import sys
+from pathlib import Path
 
 import evaluate
 import pytest
 
 from hf_docre.metrics import METRIC_PATH, score_docred, to_official
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
+from score_perturbed_gold import perturb  # noqa: E402
 
 
 def mention(name, sent_id):
@@ -138,28 +142,10 @@ def official_reference(submission, truth, train):
     return f1, ign_f1, ef1
 
 
-def perturbed_gold(documents, seed):
-    rng = random.Random(seed)
-    submission = []
-    for document in documents:
-        for label in document["labels"]:
-            if rng.random() < 0.25:
-                continue  # a missed fact
-            evidence = [s for s in label["evidence"] if rng.random() < 0.7] + ([0] if rng.random() < 0.2 else [])
-            submission.append({"title": document["title"], "h_idx": label["h"], "t_idx": label["t"], "r": label["r"], "evidence": evidence})
-            if rng.random() < 0.1:
-                submission.append(dict(submission[-1]))  # a duplicate
-        n = len(document["vertexSet"])
-        for _ in range(rng.randint(0, 4)):  # spurious facts
-            h, t = rng.sample(range(n), 2)
-            submission.append({"title": document["title"], "h_idx": h, "t_idx": t, "r": rng.choice(["P17", "P131", "P27", "P150"]), "evidence": []})
-    return submission
-
-
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_equals_official_algorithm_on_real_documents(redocred_documents, seed):
     truth, train = redocred_documents[:100], redocred_documents[100:]
-    submission = perturbed_gold(truth, seed)
+    submission = perturb(truth, seed=seed, spurious=2)
     expected = official_reference(submission, truth, train)
     result = score_docred(copy.deepcopy(submission), truth, train)
     assert (result["f1"], result["ign_f1"], result["evidence_f1"]) == pytest.approx(expected, abs=1e-12)
@@ -168,7 +154,7 @@ def test_equals_official_algorithm_on_real_documents(redocred_documents, seed):
 
 def test_evaluate_metric_wraps_the_pure_function(redocred_documents):
     truth, train = redocred_documents[:20], redocred_documents[200:]
-    submission = perturbed_gold(truth, 5)
+    submission = perturb(truth, seed=5)
     per_document = [[p for p in submission if p["title"] == d["title"]] for d in truth]
     metric = evaluate.load(METRIC_PATH)
     result = metric.compute(predictions=per_document, references=truth, train_documents=train, ign_epsilon=1e-5)
