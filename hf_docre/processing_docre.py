@@ -7,6 +7,7 @@ A DocRED-format document is a dict with `title`, `sents` (list of sentences, eac
 `labels` (list of `{"h", "t", "r", "evidence"}`).
 
 Features of one document (compact, so `datasets` stores them cheaply):
+- `title`: the document's title (metadata; the collator ignores it);
 - `input_ids`: list[int], the whole document with markers and special tokens (never truncated);
 - `mention_index`: list (per entity) of lists of token indices of each mention's start marker;
 - `pair_index`: list of [head, tail] entity ids, all ordered pairs h != t, row-major;
@@ -166,6 +167,7 @@ class DocREFeaturizer:
         ]
         num_entities = len(entities)
         features = {
+            "title": document.get("title"),
             "input_ids": list(input_ids),
             "mention_index": mention_index,
             "pair_index": all_ordered_pairs(num_entities).tolist(),

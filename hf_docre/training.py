@@ -1,0 +1,118 @@
+"""Helpers for training DocRE models with the stock `transformers.Trainer` (no subclass).
+
+    from hf_docre.training import DocRELoss, optimizer_cls_and_kwargs, DocREMetrics
+
+    args = TrainingArguments(..., label_names=["labels"], remove_unused_columns=False)
+    trainer = Trainer(
+        model=model, args=args, data_collator=DocREDataCollator.from_model(model),
+        train_dataset=train_features, eval_dataset=dev_features,
+        compute_loss_func=DocRELoss.from_model(model),
+        optimizer_cls_and_kwargs=optimizer_cls_and_kwargs(model, encoder_lr=5e-5, head_lr=1e-4),
+        compute_metrics=DocREMetrics(model, dev_features, dev_documents, train_documents),
+        preprocess_logits_for_metrics=DocREMetrics.preprocess_logits(model),
+    )
+"""
+
+import numpy as np
+import torch
+
+from .losses_docre import PAIR_LOSSES, decode_relations
+from .metrics import score_docred
+
+
+class DocRELoss:
+    """Loss for `Trainer(compute_loss_func=...)`: the mean loss over real pairs, right under gradient accumulation.
+
+    With `compute_loss_func` set, the Trainer does not divide by the gradient-accumulation steps; it passes
+    `num_items_in_batch`, the number of label entries that are not -100 over all micro-batches of the step (and
+    all devices). Our labels are [B, P, R] with padded pairs all -100, so that is (real pairs) x R. Each micro-batch
+    returns (sum of its pairs' losses) / (real pairs of the whole step), and the step's gradient is the gradient
+    of the mean over every pair it saw — the model's own loss on the concatenated batch.
+    """
+
+    def __init__(self, loss="atl"):
+        self.pair_loss = PAIR_LOSSES[loss]
+
+    @classmethod
+    def from_model(cls, model):
+        return cls(model.config.loss)
+
+    def __call__(self, outputs, labels, num_items_in_batch=None):
+        logits = outputs["logits"] if isinstance(outputs, dict) else outputs.logits
+        real = labels[..., 0] != -100
+        per_pair = self.pair_loss(logits[real], labels[real].to(logits.dtype))
+        if num_items_in_batch is None:
+            return per_pair.sum() / real.sum().clamp(min=1)
+        num_pairs = num_items_in_batch / labels.shape[-1]
+        if torch.is_tensor(num_pairs):
+            num_pairs = num_pairs.to(per_pair.device)
+        return per_pair.sum() / num_pairs
+
+
+def param_groups(model, encoder_lr=5e-5, head_lr=1e-4, weight_decay=0.0):
+    """Two parameter groups with the papers' learning-rate split: the encoder and everything else (the head)."""
+    encoder_ids = {id(p) for p in model.encoder.parameters()}
+    encoder = [p for p in model.parameters() if p.requires_grad and id(p) in encoder_ids]
+    head = [p for p in model.parameters() if p.requires_grad and id(p) not in encoder_ids]
+    return [
+        {"params": encoder, "lr": encoder_lr, "weight_decay": weight_decay},
+        {"params": head, "lr": head_lr, "weight_decay": weight_decay},
+    ]
+
+
+def optimizer_cls_and_kwargs(model, encoder_lr=5e-5, head_lr=1e-4, weight_decay=0.0, eps=1e-6, optimizer_cls=torch.optim.AdamW):
+    """`(optimizer class, kwargs)` for `Trainer(optimizer_cls_and_kwargs=...)`: AdamW with encoder/head groups
+    (ATLOP: 5e-5 / 1e-4, eps 1e-6). The Trainer's scheduler scales each group's own learning rate."""
+    return optimizer_cls, {"params": param_groups(model, encoder_lr, head_lr, weight_decay), "eps": eps}
+
+
+def predictions_to_official(predicted, features, id2label):
+    """[N, P, R] 0/1 predictions (row i = features[i]) -> official `{title, h_idx, t_idx, r}` records (no NA)."""
+    predicted = np.asarray(predicted)
+    records = []
+    for feature, rows in zip(features, predicted):
+        pairs = feature["pair_index"]
+        pair_ids, relation_ids = np.nonzero(rows[: len(pairs), 1:] == 1)
+        for p, r in zip(pair_ids.tolist(), relation_ids.tolist()):
+            h, t = pairs[p]
+            records.append({"title": feature["title"], "h_idx": int(h), "t_idx": int(t), "r": id2label[r + 1]})
+    return records
+
+
+class DocREMetrics:
+    """`compute_metrics` for the Trainer: F1, Ign-F1 (and the other metric fields) on the evaluation documents.
+
+    Args:
+        model: gives the decoding settings and labels.
+        features: the evaluation features, in dataset order (with `title` and `pair_index`).
+        documents: the gold evaluation documents.
+        train_documents: the training documents, for Ign-F1.
+    """
+
+    def __init__(self, model, features, documents, train_documents=None, **score_kwargs):
+        config = model.config
+        self.id2label = dict(config.id2label)
+        self.features = [{"title": f["title"], "pair_index": f["pair_index"]} for f in features]
+        self.documents = documents
+        self.train_documents = train_documents
+        self.score_kwargs = score_kwargs
+
+    @staticmethod
+    def preprocess_logits(model):
+        """For `Trainer(preprocess_logits_for_metrics=...)`: decode in the evaluation loop, keep int8 0/1."""
+        config = model.config
+
+        def decode(logits, labels):
+            logits = logits[0] if isinstance(logits, (tuple, list)) else logits
+            return decode_relations(
+                logits.float(), config.loss, config.global_threshold, config.max_relations_per_pair
+            ).to(torch.int8)
+
+        return decode
+
+    def __call__(self, evaluation):
+        predicted = evaluation.predictions
+        predicted = predicted[0] if isinstance(predicted, (tuple, list)) else predicted
+        records = predictions_to_official(predicted, self.features, self.id2label)
+        scores = score_docred(records, self.documents, self.train_documents, **self.score_kwargs)
+        return {key: value for key, value in scores.items() if value is not None}

@@ -1,0 +1,98 @@
+import pytest
+import torch
+from datasets import Dataset
+from torch import nn
+from transformers import Trainer, TrainingArguments
+
+from conftest import SMALL_HEAD
+from hf_docre import DocREDataCollator, DocREFeaturizer, DocREModel
+from hf_docre.training import DocRELoss, DocREMetrics, optimizer_cls_and_kwargs, param_groups
+
+
+def short(document, num_sentences=3):
+    keep = [i for i, ms in enumerate(document["vertexSet"]) if all(m["sent_id"] < num_sentences for m in ms)]
+    new = {old: k for k, old in enumerate(keep)}
+    return {
+        "title": document["title"],
+        "sents": document["sents"][:num_sentences],
+        "vertexSet": [document["vertexSet"][i] for i in keep],
+        "labels": [{**l, "h": new[l["h"]], "t": new[l["t"]]} for l in document["labels"] if l["h"] in new and l["t"] in new],
+    }
+
+
+@pytest.fixture()
+def setup(encoder_dirs, relation_info, redocred_documents):
+    torch.manual_seed(0)
+    model = DocREModel.from_encoder(encoder_dirs["bert"], relations=list(relation_info), **SMALL_HEAD)
+    for module in model.modules():
+        if isinstance(module, nn.Dropout):
+            module.p = 0.0  # deterministic steps, so accumulated and whole-batch gradients can be compared
+    documents = [short(d) for d in redocred_documents[40:48] if short(d)["labels"]][:4]
+    features = DocREFeaturizer.from_model(model).featurize(documents)
+    return model, documents, features, DocREDataCollator.from_model(model)
+
+
+def test_loss_object_equals_model_loss_and_accumulates_correctly(setup):
+    model, documents, features, collator = setup
+    loss_fn = DocRELoss.from_model(model)
+    whole = collator(features)
+    expected = model(**whole).loss
+    outputs = model(**{k: v for k, v in whole.items() if k != "labels"})
+    assert torch.allclose(loss_fn(outputs, whole["labels"]), expected, atol=1e-6)
+    # Two micro-batches, each normalised by the items of the whole step (as the Trainer passes them).
+    parts = [collator(features[:1]), collator(features[1:])]
+    num_items = sum((p["labels"] != -100).sum() for p in parts)
+    accumulated = sum(loss_fn(model(**{k: v for k, v in p.items() if k != "labels"}), p["labels"], num_items) for p in parts)
+    assert torch.allclose(accumulated, expected, atol=1e-5)
+
+
+def _trainer(model, features, collator, tmp_path, batch_size, accumulation, steps, lr=1e-3, optimizer=torch.optim.SGD):
+    args = TrainingArguments(
+        output_dir=str(tmp_path), per_device_train_batch_size=batch_size, gradient_accumulation_steps=accumulation,
+        max_steps=steps, learning_rate=lr, lr_scheduler_type="constant", label_names=["labels"], report_to=[],
+        logging_steps=1, save_strategy="no", use_cpu=True, seed=0, dataloader_drop_last=False,
+    )
+    options = optimizer_cls_and_kwargs(model, encoder_lr=lr, head_lr=lr, optimizer_cls=optimizer)
+    if optimizer is torch.optim.SGD:
+        options[1].pop("eps")
+    return Trainer(
+        model=model, args=args, train_dataset=Dataset.from_list(features), data_collator=collator,
+        compute_loss_func=DocRELoss.from_model(model), optimizer_cls_and_kwargs=options,
+    )
+
+
+def test_trainer_gradient_accumulation_matches_one_big_batch(setup, tmp_path):
+    model, documents, features, collator = setup
+    start = {k: v.clone() for k, v in model.state_dict().items()}
+    _trainer(model, features, collator, tmp_path / "a", batch_size=4, accumulation=1, steps=1).train()
+    whole = {k: v.clone() for k, v in model.state_dict().items()}
+    model.load_state_dict(start)
+    _trainer(model, features, collator, tmp_path / "b", batch_size=2, accumulation=2, steps=1).train()
+    changed = 0
+    for name, value in model.state_dict().items():
+        assert torch.allclose(value, whole[name], atol=1e-6), name
+        changed += not torch.equal(value, start[name])
+    assert changed > 10
+
+
+@pytest.mark.slow
+def test_stock_trainer_loss_falls_and_reports_f1(setup, tmp_path):
+    model, documents, features, collator = setup
+    trainer = _trainer(model, features, collator, tmp_path, batch_size=2, accumulation=1, steps=30, lr=3e-3, optimizer=torch.optim.AdamW)
+    trainer.compute_metrics = DocREMetrics(model, features, documents, train_documents=documents)
+    trainer.preprocess_logits_for_metrics = DocREMetrics.preprocess_logits(model)
+    trainer.eval_dataset = Dataset.from_list(features)
+    trainer.train()
+    losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
+    assert len(losses) == 30
+    assert sum(losses[-5:]) / 5 < 0.5 * sum(losses[:5]) / 5
+    metrics = trainer.evaluate()
+    assert 0.0 <= metrics["eval_f1"] <= 1.0 and "eval_ign_f1" in metrics and "eval_loss" in metrics
+
+
+def test_param_groups_split_encoder_and_head(setup):
+    model = setup[0]
+    encoder, head = param_groups(model, encoder_lr=5e-5, head_lr=1e-4)
+    assert encoder["lr"] == 5e-5 and head["lr"] == 1e-4
+    assert len(encoder["params"]) == len(list(model.encoder.parameters()))
+    assert {id(p) for p in head["params"]} == {id(p) for n, p in model.named_parameters() if not n.startswith("encoder.")}
