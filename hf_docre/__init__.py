@@ -7,12 +7,15 @@ Importing the package registers `DocREConfig` ("docre") with `AutoConfig`, the m
 from collections import OrderedDict
 
 from transformers import AutoConfig, AutoModel
+from transformers.pipelines import PIPELINE_REGISTRY
 from transformers.models.auto.auto_factory import _BaseAutoModelClass, _LazyAutoMapping, auto_class_update
 from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
 
 from .configuration_docre import NA_LABEL, DocREConfig
 from .losses_docre import adaptive_thresholding_loss, binary_relation_loss, decode_relations, tune_global_threshold
 from .modeling_docre import DocREModel, DocREModelOutput, DocREPreTrainedModel, GroupBilinear, plan_windows
+from .modeling_docre import PIPELINE_TASK
+from .pipeline_docre import DocumentRelationExtractionPipeline, SpanAlignmentError, text_to_document
 from .processing_docre import DocREDataCollator, DocREFeaturizer, DocREInputError
 
 __version__ = "0.1.0"
@@ -31,6 +34,9 @@ AutoModelForDocumentRelationExtraction = auto_class_update(
 AutoConfig.register(DocREConfig.model_type, DocREConfig, exist_ok=True)
 AutoModel.register(DocREConfig, DocREModel, exist_ok=True)
 AutoModelForDocumentRelationExtraction.register(DocREConfig, DocREModel, exist_ok=True)
+PIPELINE_REGISTRY.register_pipeline(
+    PIPELINE_TASK, pipeline_class=DocumentRelationExtractionPipeline, pt_model=AutoModel, type="text"
+)
 
 __all__ = [
     "NA_LABEL",
@@ -42,6 +48,10 @@ __all__ = [
     "DocREModel",
     "DocREModelOutput",
     "DocREPreTrainedModel",
+    "DocumentRelationExtractionPipeline",
+    "PIPELINE_TASK",
+    "SpanAlignmentError",
+    "text_to_document",
     "GroupBilinear",
     "adaptive_thresholding_loss",
     "binary_relation_loss",

@@ -12,6 +12,8 @@ Tensor contract (one row per document, everything padded):
 """
 
 import math
+import os
+import shutil
 from dataclasses import dataclass
 
 import torch
@@ -30,6 +32,8 @@ except ImportError:  # pragma: no cover - older layouts
 
 from .configuration_docre import DocREConfig
 from .losses_docre import PAD_RELATION_LOGIT, PAIR_LOSSES, decode_relations, tune_global_threshold
+
+PIPELINE_TASK = "doc-relation-extraction"
 
 # ----------------------------------------------------------------------------------------------------------------------
 # Attention: sdpa everywhere, eager (with weights) only in the encoder's last layer, and only when weights are asked for.
@@ -407,11 +411,24 @@ class DocREModel(DocREPreTrainedModel):
         return model
 
     def save_pretrained(self, save_directory, *args, **kwargs):
-        """Save weights (safetensors), config with `auto_map`, the modeling code and the tokenizer."""
+        """Save weights (safetensors), config with `auto_map` and `custom_pipelines`, the modeling and pipeline
+        code, and the tokenizer: the folder works with `trust_remote_code` where hf_docre is not installed."""
         kwargs.setdefault("safe_serialization", True)
         type(self).register_for_auto_class("AutoModel")
         type(self.config).register_for_auto_class()
+        self.config.custom_pipelines = {
+            PIPELINE_TASK: {
+                "impl": "pipeline_docre.DocumentRelationExtractionPipeline",
+                "pt": ["AutoModel"],
+                "tf": [],
+                "type": "text",
+            }
+        }
         super().save_pretrained(save_directory, *args, **kwargs)
+        # The pipeline's code and what it imports (save_pretrained copies only the model's module and its imports).
+        here = os.path.dirname(os.path.abspath(__file__))
+        for name in ("pipeline_docre.py", "processing_docre.py", "losses_docre.py"):
+            shutil.copyfile(os.path.join(here, name), os.path.join(save_directory, name))
         if self.tokenizer is not None:
             self.tokenizer.save_pretrained(save_directory)
 
