@@ -1,0 +1,161 @@
+#!/usr/bin/env python
+"""Train, evaluate and predict with a DocRE model and the stock `transformers.Trainer`.
+
+A new model from any encoder:
+
+    python examples/run_docre.py --model_name_or_path roberta-base --relations_file rel_info.json \\
+        --dataset_config redocred --do_train --do_eval --do_predict --output_dir atlop-roberta \\
+        --num_train_epochs 30 --per_device_train_batch_size 4 --learning_rate 5e-5 --head_learning_rate 1e-4
+
+Local DocRED-format files instead of a builder config: `--train_file`, `--validation_file`, `--test_file`
+(`--validation_holdout N` keeps the last N training documents for evaluation). Continue training a saved model:
+`--model_name_or_path path/to/saved`. Runs unchanged under `torchrun --nproc_per_node=N`.
+
+Writes to `--output_dir`: the model (safetensors, config, tokenizer, code, pipeline), `eval_results.json`,
+`predict_results.json` (when the test split has labels), and the leaderboard submission `result.json` / `result.zip`.
+"""
+
+import json
+import logging
+import os
+import sys
+from dataclasses import dataclass, field
+
+import transformers
+from transformers import HfArgumentParser, Trainer, TrainingArguments, set_seed
+
+from hf_docre import DocREDataCollator, DocREFeaturizer, DocREModel
+from hf_docre.data import load_docred, write_submission
+from hf_docre.training import DocRELoss, DocREMetrics, optimizer_cls_and_kwargs, predictions_to_official
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class ModelArguments:
+    model_name_or_path: str = field(metadata={"help": "An encoder (Hub id or folder) for a new model, or a saved DocRE model."})
+    relations_file: str | None = field(default=None, metadata={"help": "rel_info.json-style {code: name} map (new models)."})
+    head_learning_rate: float = field(default=1e-4, metadata={"help": "Learning rate of the head; --learning_rate is the encoder's."})
+    loss: str = field(default="atl", metadata={"help": "atl (adaptive thresholding) or bce."})
+    mention_pooling: str = field(default="logsumexp")
+    use_context_pooling: bool = field(default=True)
+    emb_size: int = field(default=768)
+    block_size: int = field(default=64)
+    max_relations_per_pair: int = field(default=4)
+    window_stride: int | None = field(default=None)
+
+
+@dataclass
+class DataArguments:
+    dataset_config: str = field(default="json", metadata={"help": "Builder config: docred, redocred, cdr, gda, json."})
+    train_file: str | None = field(default=None)
+    validation_file: str | None = field(default=None)
+    test_file: str | None = field(default=None)
+    train_split: str = field(default="train", metadata={"help": "docred: train_annotated; redocred: train."})
+    validation_split: str = field(default="dev")
+    test_split: str = field(default="test")
+    validation_holdout: int = field(default=0, metadata={"help": "Use the last N training documents as evaluation data."})
+    max_train_documents: int | None = field(default=None)
+    max_eval_documents: int | None = field(default=None)
+    max_predict_documents: int | None = field(default=None)
+    validation: str = field(default="strict", metadata={"help": "strict or lenient document validation."})
+    cache_dir: str | None = field(default=None)
+
+
+def load_splits(data_args):
+    files = {}
+    for split, path in ((data_args.train_split, data_args.train_file), (data_args.validation_split, data_args.validation_file), (data_args.test_split, data_args.test_file)):
+        if path:
+            files[split] = path
+    corpus = load_docred(data_args.dataset_config, data_files=files or None, cache_dir=data_args.cache_dir, validation=data_args.validation)
+    documents = {split: [dict(row) for row in corpus[split]] for split in corpus}
+    if data_args.validation_holdout:
+        train = documents[data_args.train_split]
+        documents[data_args.train_split] = train[: -data_args.validation_holdout]
+        documents[data_args.validation_split] = train[-data_args.validation_holdout :]
+    limits = {data_args.train_split: data_args.max_train_documents, data_args.validation_split: data_args.max_eval_documents, data_args.test_split: data_args.max_predict_documents}
+    return {split: docs[: limits.get(split)] if limits.get(split) else docs for split, docs in documents.items()}
+
+
+def build_model(model_args):
+    path = model_args.model_name_or_path
+    config_file = os.path.join(path, "config.json")
+    if os.path.isfile(config_file) and json.load(open(config_file)).get("model_type") == "docre":
+        return DocREModel.from_pretrained(path)
+    if not model_args.relations_file:
+        raise ValueError("A new model needs --relations_file (a rel_info.json-style {code: name} map).")
+    relations = json.load(open(model_args.relations_file))
+    options = dict(loss=model_args.loss, mention_pooling=model_args.mention_pooling, use_context_pooling=model_args.use_context_pooling,
+                   emb_size=model_args.emb_size, block_size=model_args.block_size,
+                   max_relations_per_pair=model_args.max_relations_per_pair)
+    if model_args.window_stride:
+        options["window_stride"] = model_args.window_stride
+    return DocREModel.from_encoder(path, relations=relations, **options)
+
+
+def main():
+    parser = HfArgumentParser((ModelArguments, DataArguments, TrainingArguments))
+    if len(sys.argv) == 2 and sys.argv[1].endswith(".json"):
+        model_args, data_args, training_args = parser.parse_json_file(os.path.abspath(sys.argv[1]))
+    else:
+        model_args, data_args, training_args = parser.parse_args_into_dataclasses()
+    logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", level=logging.INFO if training_args.should_log else logging.WARN)
+    transformers.utils.logging.set_verbosity(training_args.get_process_log_level())
+    training_args.label_names = ["labels"]
+    logger.warning(
+        "Process rank: %s, world size: %s, device: %s, distributed training: %s",
+        training_args.process_index, training_args.world_size, training_args.device,
+        training_args.parallel_mode.value == "distributed",
+    )
+    set_seed(training_args.seed)
+
+    documents = load_splits(data_args)
+    model = build_model(model_args)
+    featurizer = DocREFeaturizer.from_model(model)
+    features = {split: featurizer.featurize(docs) for split, docs in documents.items()}
+    train_documents = documents.get(data_args.train_split)
+    eval_split = data_args.validation_split
+
+    trainer = Trainer(
+        model=model,
+        args=training_args,
+        data_collator=DocREDataCollator.from_model(model),
+        train_dataset=features.get(data_args.train_split) if training_args.do_train else None,
+        eval_dataset=features.get(eval_split) if training_args.do_eval else None,
+        compute_loss_func=DocRELoss.from_model(model),
+        optimizer_cls_and_kwargs=optimizer_cls_and_kwargs(model, training_args.learning_rate, model_args.head_learning_rate, training_args.weight_decay),
+        compute_metrics=DocREMetrics(model, features[eval_split], documents[eval_split], train_documents) if eval_split in features else None,
+        preprocess_logits_for_metrics=DocREMetrics.preprocess_logits(model),
+    )
+
+    if training_args.do_train:
+        result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+        trainer.save_model()  # DocREModel.save_pretrained: safetensors, config, code, pipeline, tokenizer
+        trainer.log_metrics("train", result.metrics)
+        trainer.save_metrics("train", result.metrics)
+        trainer.save_state()
+
+    if training_args.do_eval:
+        metrics = trainer.evaluate()
+        trainer.log_metrics("eval", metrics)
+        trainer.save_metrics("eval", metrics)
+
+    if training_args.do_predict:
+        split = data_args.test_split
+        test_features = features[split]
+        has_labels = all(d.get("labels") is not None for d in documents[split])
+        if not has_labels:
+            test_features = [{k: v for k, v in f.items() if k != "labels"} for f in test_features]
+        trainer.compute_metrics = DocREMetrics(model, test_features, documents[split], train_documents) if has_labels else None
+        output = trainer.predict(test_features, metric_key_prefix="predict")
+        if has_labels:
+            trainer.log_metrics("predict", output.metrics)
+            trainer.save_metrics("predict", output.metrics)
+        if trainer.is_world_process_zero():
+            records = predictions_to_official(output.predictions, test_features, model.config.id2label)
+            json_path, zip_path = write_submission(records, training_args.output_dir)
+            logger.info("Wrote %d predicted relations to %s and %s", len(records), json_path, zip_path)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,74 @@
+"""examples/run_docre.py end to end on a few real Re-DocRED documents, in one process and under torchrun."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from transformers import pipeline
+
+from conftest import REL_INFO
+from hf_docre import DocREModel
+
+SCRIPT = Path(__file__).resolve().parents[1] / "examples" / "run_docre.py"
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory, redocred_documents):
+    folder = tmp_path_factory.mktemp("run-data")
+    (folder / "train.json").write_text(json.dumps(redocred_documents[:6]))
+    (folder / "test.json").write_text(json.dumps(redocred_documents[6:9]))
+    return folder
+
+
+def arguments(encoder_dirs, files, output_dir, steps):
+    return [
+        "--model_name_or_path", encoder_dirs["bert"], "--relations_file", str(REL_INFO),
+        "--train_file", str(files / "train.json"), "--test_file", str(files / "test.json"), "--validation_holdout", "2",
+        "--emb_size", "64", "--block_size", "16", "--do_train", "--do_eval", "--do_predict",
+        "--output_dir", str(output_dir), "--max_steps", str(steps), "--per_device_train_batch_size", "1",
+        "--use_cpu", "--report_to", "none", "--save_strategy", "no", "--cache_dir", str(output_dir / "cache"),
+    ]
+
+
+def check_outputs(output_dir, redocred_documents):
+    files = set(os.listdir(output_dir))
+    assert {"model.safetensors", "config.json", "modeling_docre.py", "pipeline_docre.py", "tokenizer.json",
+            "eval_results.json", "predict_results.json", "train_results.json", "result.json", "result.zip"} <= files
+    evaluation = json.loads((output_dir / "eval_results.json").read_text())
+    gold_holdout = sum(len({(l["h"], l["t"], l["r"]) for l in d["labels"]}) for d in redocred_documents[4:6])
+    assert evaluation["eval_num_gold"] == gold_holdout  # every held-out document was evaluated
+    assert 0 <= evaluation["eval_f1"] <= 1 and "eval_ign_f1" in evaluation
+    predicted = json.loads((output_dir / "predict_results.json").read_text())
+    assert predicted["predict_num_gold"] == sum(len({(l["h"], l["t"], l["r"]) for l in d["labels"]}) for d in redocred_documents[6:9])
+    records = json.loads((output_dir / "result.json").read_text())
+    titles = {d["title"] for d in redocred_documents[6:9]}
+    assert len(records) == predicted["predict_num_predictions"]
+    assert all(r["title"] in titles and set(r) == {"title", "h_idx", "t_idx", "r", "evidence"} for r in records)
+
+
+@pytest.mark.slow
+def test_run_docre_train_eval_predict(encoder_dirs, files, tmp_path, redocred_documents):
+    output_dir = tmp_path / "out"
+    result = subprocess.run([sys.executable, str(SCRIPT), *arguments(encoder_dirs, files, output_dir, 4)],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-4000:]
+    check_outputs(output_dir, redocred_documents)
+    model = DocREModel.from_pretrained(output_dir)
+    relations = pipeline("doc-relation-extraction", model=model)(redocred_documents[7])
+    assert isinstance(relations, list)
+
+
+@pytest.mark.slow
+def test_run_docre_under_torchrun_with_two_processes(encoder_dirs, files, tmp_path, redocred_documents):
+    output_dir = tmp_path / "ddp"
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29517", str(SCRIPT),
+               *arguments(encoder_dirs, files, output_dir, 3)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-4000:]
+    log = result.stdout + result.stderr
+    assert "Process rank: 0, world size: 2" in log and "Process rank: 1, world size: 2" in log
+    assert "distributed training: True" in log
+    check_outputs(output_dir, redocred_documents)
