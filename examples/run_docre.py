@@ -26,6 +26,7 @@ from transformers import HfArgumentParser, Trainer, TrainingArguments, set_seed
 
 from hf_docre import DocREDataCollator, DocREFeaturizer, DocREModel
 from hf_docre.data import load_docred, write_submission
+from hf_docre.model_card import DocREModelCardCallback, DocREModelCardData, push_to_hub, save_with_card
 from hf_docre.training import DocRELoss, DocREMetrics, optimizer_cls_and_kwargs, predictions_to_official
 
 logger = logging.getLogger(__name__)
@@ -59,6 +60,8 @@ class DataArguments:
     max_eval_documents: int | None = field(default=None)
     max_predict_documents: int | None = field(default=None)
     validation: str = field(default="strict", metadata={"help": "strict or lenient document validation."})
+    dataset_name: str | None = field(default=None, metadata={"help": "Dataset name for the model card (default: the config)."})
+    dataset_id: str | None = field(default=None, metadata={"help": "Hub dataset id for the model card metadata."})
     cache_dir: str | None = field(default=None)
 
 
@@ -116,6 +119,15 @@ def main():
     train_documents = documents.get(data_args.train_split)
     eval_split = data_args.validation_split
 
+    # Our push writes the whole folder and the card; the stock push would overwrite README.md.
+    push, training_args.push_to_hub = training_args.push_to_hub, False
+    card = DocREModelCardData(
+        repo_id=training_args.hub_model_id or os.path.basename(os.path.normpath(training_args.output_dir)),
+        base_model=model_args.model_name_or_path if not os.path.isdir(model_args.model_name_or_path) else None,
+        datasets=[data_args.dataset_id] if data_args.dataset_id else [],
+        dataset_name=data_args.dataset_name or data_args.dataset_config,
+        eval_split=eval_split,
+    )
     trainer = Trainer(
         model=model,
         args=training_args,
@@ -126,6 +138,7 @@ def main():
         optimizer_cls_and_kwargs=optimizer_cls_and_kwargs(model, training_args.learning_rate, model_args.head_learning_rate, training_args.weight_decay),
         compute_metrics=DocREMetrics(model, features[eval_split], documents[eval_split], train_documents) if eval_split in features else None,
         preprocess_logits_for_metrics=DocREMetrics.preprocess_logits(model),
+        callbacks=[DocREModelCardCallback(card)],
     )
 
     if training_args.do_train:
@@ -155,6 +168,11 @@ def main():
             records = predictions_to_official(output.predictions, test_features, model.config.id2label)
             json_path, zip_path = write_submission(records, training_args.output_dir)
             logger.info("Wrote %d predicted relations to %s and %s", len(records), json_path, zip_path)
+
+    if training_args.do_train and trainer.is_world_process_zero():
+        save_with_card(model, training_args.output_dir, card)  # README.md with the F1 / Ign-F1 measured above
+        if push:
+            push_to_hub(model, training_args.hub_model_id, card, token=training_args.hub_token)
 
 
 if __name__ == "__main__":

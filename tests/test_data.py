@@ -176,6 +176,7 @@ def test_publish_writes_parquet_splits_and_a_card(tmp_path):
     assert api.calls[1][2]["repo_type"] == "dataset"
     assert set(api.files) == {"README.md", "data/dev.parquet"}
     assert b"path: data/dev.parquet" in api.files["README.md"]
+    assert b"| dev | 500 |" in api.files["README.md"] and b"load_dataset(\"org/redocred-sample\")" in api.files["README.md"]
     parquet = tmp_path / "dev.parquet"
     parquet.write_bytes(api.files["data/dev.parquet"])
     reloaded = datasets.load_dataset("parquet", data_files=str(parquet), split="train", cache_dir=str(tmp_path / "pq"))

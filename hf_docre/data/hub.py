@@ -22,16 +22,20 @@ def publish_dataset(dataset_dict, repo_id, card=None, private=False, token=None,
         for split, dataset in dataset_dict.items():
             dataset.to_parquet(os.path.join(folder, "data", f"{split}.parquet"))
         with open(os.path.join(folder, "README.md"), "w", encoding="utf-8") as f:
-            f.write(card or _default_card(dataset_dict))
+            f.write(card or _default_card(dataset_dict, repo_id))
         api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
         return api.upload_folder(repo_id=repo_id, folder_path=folder, repo_type="dataset", commit_message=commit_message)
 
 
-def _default_card(dataset_dict):
+def _default_card(dataset_dict, repo_id):
+    """README.md from `hub_cards/dataset_card.md`: parquet layout for the Hub viewer and the split sizes."""
+    from ..model_card import TEMPLATES
+
     configs = "\n".join(f"  - split: {split}\n    path: data/{split}.parquet" for split in dataset_dict)
-    sizes = "\n".join(f"| {split} | {len(dataset)} |" for split, dataset in dataset_dict.items())
-    return (
-        f"---\nconfigs:\n- config_name: default\n  data_files:\n{configs}\ntask_categories:\n- text-classification\n"
-        f"tags:\n- document-level-relation-extraction\n- docred\n---\n\n# DocRED-format data\n\n"
-        f"| split | documents |\n| --- | --- |\n{sizes}\n"
+    yaml = (
+        f"configs:\n- config_name: default\n  data_files:\n{configs}\n"
+        "task_categories:\n- text-classification\ntags:\n- document-level-relation-extraction\n- docred"
     )
+    splits = "\n".join(f"| {split} | {len(dataset)} |" for split, dataset in dataset_dict.items())
+    template = (TEMPLATES / "dataset_card.md").read_text(encoding="utf-8")
+    return template.format(yaml=yaml, title=repo_id.split("/")[-1], splits_table=splits, repo_id=repo_id)
