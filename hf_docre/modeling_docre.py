@@ -400,6 +400,8 @@ class DocREModel(DocREPreTrainedModel):
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
         model = super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
+        if hasattr(model.config, "custom_pipelines"):
+            del model.config.custom_pipelines  # see save_pretrained
         if getattr(model, "tokenizer", None) is None:
             hub_kwargs = {k: kwargs[k] for k in ("revision", "token", "cache_dir", "local_files_only") if k in kwargs}
             try:
@@ -416,6 +418,8 @@ class DocREModel(DocREPreTrainedModel):
         kwargs.setdefault("safe_serialization", True)
         type(self).register_for_auto_class("AutoModel")
         type(self.config).register_for_auto_class()
+        # Written to config.json only: in memory it would make pipeline() insist on remote code even where
+        # hf_docre is installed and its pipeline registered.
         self.config.custom_pipelines = {
             PIPELINE_TASK: {
                 "impl": "pipeline_docre.DocumentRelationExtractionPipeline",
@@ -424,7 +428,10 @@ class DocREModel(DocREPreTrainedModel):
                 "type": "text",
             }
         }
-        super().save_pretrained(save_directory, *args, **kwargs)
+        try:
+            super().save_pretrained(save_directory, *args, **kwargs)
+        finally:
+            del self.config.custom_pipelines
         # The pipeline's code and what it imports (save_pretrained copies only the model's module and its imports).
         here = os.path.dirname(os.path.abspath(__file__))
         for name in ("pipeline_docre.py", "processing_docre.py", "losses_docre.py"):

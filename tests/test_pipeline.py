@@ -99,8 +99,14 @@ def test_remote_code_pipeline_from_a_saved_folder(model, pipe, tmp_path):
     config = json.loads((folder / "config.json").read_text())
     assert config["custom_pipelines"]["doc-relation-extraction"]["impl"] == "pipeline_docre.DocumentRelationExtractionPipeline"
     assert {"pipeline_docre.py", "processing_docre.py", "losses_docre.py"} <= set(os.listdir(folder))
+    # With hf_docre installed, the saved folder works in-process without remote code, and saving did not change
+    # the live model's config (custom_pipelines is only in config.json).
+    assert not hasattr(model.config, "custom_pipelines")
+    reloaded = pipeline("doc-relation-extraction", model=DocREModel.from_pretrained(folder), max_relations_per_pair=2)
+    assert type(reloaded).__module__ == "hf_docre.pipeline_docre"
     torch.set_num_threads(1)
     expected = pipe({"text": TEXT, "entities": ENTITIES})
+    assert [x["relation_id"] for x in reloaded({"text": TEXT, "entities": ENTITIES})] == [x["relation_id"] for x in expected]
     torch.set_num_threads(os.cpu_count() or 1)
     script = textwrap.dedent(
         f"""

@@ -1,0 +1,98 @@
+"""Throughput of the whole path a user runs, as ratios measured in one run.
+
+    python benchmarks/bench_pipeline.py [--encoder minilm|bert-base|PATH] [--num-docs 64] [--batch-size 8]
+
+Prints, on the same Re-DocRED documents:
+  * preprocessing (DocREFeaturizer: one fast-tokenizer call per document) in documents/s;
+  * inference: the model on collated batches vs `pipeline("doc-relation-extraction")` over a `datasets.Dataset`
+    of the same documents (with decoding and output dictionaries), and the ratio of the two;
+  * training (forward + backward + AdamW step) vs the encoder alone doing the same (mean of its last hidden
+    state as the loss), in documents/s and as a ratio.
+"""
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_model import DATA, build_model, timed  # noqa: E402
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--encoder", default="minilm")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--num-docs", type=int, default=64)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--train-batch-size", type=int, default=4)
+    args = parser.parse_args()
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    torch.set_num_threads(args.threads)
+
+    from datasets import Dataset
+    from transformers import pipeline
+
+    from hf_docre import DocREDataCollator, DocREFeaturizer
+
+    model = build_model(args.encoder, "cpu").eval()
+    documents = json.load(open(DATA / "redocred" / "dev_revised.json"))
+    featurizer = DocREFeaturizer.from_model(model)
+    window = model.config.effective_window_size
+    documents = [d for d, f in zip(documents, featurizer.featurize(documents)) if len(f["input_ids"]) <= window][: args.num_docs]
+    docs = len(documents)
+
+    # Preprocessing: all 500 documents, best of three passes.
+    everything = json.load(open(DATA / "redocred" / "dev_revised.json"))
+    best = float("inf")
+    for _ in range(3):
+        start = time.perf_counter()
+        featurizer.featurize(everything)
+        best = min(best, time.perf_counter() - start)
+    print(f"encoder={args.encoder} threads={args.threads} documents={docs} batch={args.batch_size}")
+    print(f"preprocessing: {len(everything) / best:8.0f} docs/s (tokenizers parallelism off)")
+
+    collator = DocREDataCollator.from_model(model)
+    features = featurizer.featurize(documents)
+    batches = [collator(features[i : i + args.batch_size]) for i in range(0, docs, args.batch_size)]
+    inputs = [{k: v for k, v in b.items() if k != "labels"} for b in batches]
+    with torch.inference_mode():
+        model_seconds = timed(lambda b: model.decode(model(**b).logits), inputs, "cpu")
+    extract = pipeline("doc-relation-extraction", model=model)
+    dataset = Dataset.from_list(documents)
+    extract(dataset.select(range(args.batch_size)), batch_size=args.batch_size)  # warm-up
+    pipeline_seconds = float("inf")
+    for _ in range(2):
+        start = time.perf_counter()
+        extract(dataset, batch_size=args.batch_size)
+        pipeline_seconds = min(pipeline_seconds, time.perf_counter() - start)
+    print(f"inference, model on collated batches: {docs / model_seconds:6.2f} docs/s")
+    print(f"inference, pipeline over a Dataset:   {docs / pipeline_seconds:6.2f} docs/s "
+          f"({pipeline_seconds / model_seconds - 1:+.1%} time vs the model; includes featurizing and outputs)")
+
+    train_batches = [collator(features[i : i + args.train_batch_size]) for i in range(0, docs, args.train_batch_size)]
+    model.train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-6)
+
+    def full_step(batch):
+        model(**batch).loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    def encoder_step(batch):
+        model.encoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state.mean().backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    encoder_seconds = timed(encoder_step, train_batches, "cpu", repeats=1)
+    full_seconds = timed(full_step, train_batches, "cpu", repeats=1)
+    print(f"training, encoder alone: {docs / encoder_seconds:6.2f} docs/s; full model: {docs / full_seconds:6.2f} docs/s "
+          f"(x{full_seconds / encoder_seconds:.2f} the encoder's time)")
+
+
+if __name__ == "__main__":
+    main()
