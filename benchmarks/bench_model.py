@@ -56,6 +56,8 @@ def build_model(encoder, device, **options):
         BertModel(BertConfig()).save_pretrained(folder)
         load_tokenizer(minilm_path()).save_pretrained(folder)
         model = DocREModel.from_encoder(folder, relations=relations, **options)
+    elif os.path.isfile(os.path.join(encoder, "config.json")) and json.load(open(os.path.join(encoder, "config.json"))).get("model_type") == "docre":
+        model = DocREModel.from_pretrained(encoder)  # a trained DocRE model
     else:
         model = DocREModel.from_encoder(encoder, relations=relations, **options)
     return model.to(device)

@@ -158,17 +158,19 @@ class DocumentRelationExtractionPipeline(Pipeline):
         results = []
         for b, (feature, document) in enumerate(zip(model_outputs["features"], model_outputs["documents"])):
             pairs = feature["pair_index"]
-            found = predicted[b, : len(pairs), 1:].nonzero().tolist()
+            found = predicted[b, : len(pairs), 1:].nonzero()
+            found_scores = scores[b, found[:, 0], found[:, 1] + 1].tolist()  # one gather, not one per relation
+            entities = [_entity(document, e) for e in range(len(document["vertexSet"]))]
             relations = []
-            for p, r in found:
+            for (p, r), score in zip(found.tolist(), found_scores):
                 h, t = pairs[p]
                 code = config.id2label[r + 1]
                 item = {
-                    "head": _entity(document, h),
-                    "tail": _entity(document, t),
+                    "head": dict(entities[h]),
+                    "tail": dict(entities[t]),
                     "relation": config.relation_names.get(code, code),
                     "relation_id": code,
-                    "score": float(scores[b, p, r + 1]),
+                    "score": score,
                 }
                 if return_context and model_outputs["context_weights"] is not None:
                     weights = model_outputs["context_weights"][b, p]
