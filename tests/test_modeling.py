@@ -9,7 +9,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from transformers import AutoConfig, AutoModel
 
-from conftest import SMALL_HEAD
+from conftest import SMALL_HEAD, short_document
 from hf_docre import (
     AutoModelForDocumentRelationExtraction,
     DocREConfig,
@@ -19,22 +19,6 @@ from hf_docre import (
     adaptive_thresholding_loss,
     plan_windows,
 )
-
-
-def short_document(document, num_sentences=2):
-    """The first sentences of a real document, with the entities and labels that live there."""
-    keep = [i for i, mentions in enumerate(document["vertexSet"]) if all(m["sent_id"] < num_sentences for m in mentions)]
-    new_id = {old: new for new, old in enumerate(keep)}
-    return {
-        "title": document["title"] + " (short)",
-        "sents": document["sents"][:num_sentences],
-        "vertexSet": [document["vertexSet"][i] for i in keep],
-        "labels": [
-            {**l, "h": new_id[l["h"]], "t": new_id[l["t"]]}
-            for l in document["labels"]
-            if l["h"] in new_id and l["t"] in new_id
-        ],
-    }
 
 
 @pytest.fixture(scope="module")

@@ -4,20 +4,9 @@ from datasets import Dataset
 from torch import nn
 from transformers import Trainer, TrainingArguments
 
-from conftest import SMALL_HEAD
+from conftest import SMALL_HEAD, short_document
 from hf_docre import DocREDataCollator, DocREFeaturizer, DocREModel
 from hf_docre.training import DocRELoss, DocREMetrics, optimizer_cls_and_kwargs, param_groups
-
-
-def short(document, num_sentences=3):
-    keep = [i for i, ms in enumerate(document["vertexSet"]) if all(m["sent_id"] < num_sentences for m in ms)]
-    new = {old: k for k, old in enumerate(keep)}
-    return {
-        "title": document["title"],
-        "sents": document["sents"][:num_sentences],
-        "vertexSet": [document["vertexSet"][i] for i in keep],
-        "labels": [{**l, "h": new[l["h"]], "t": new[l["t"]]} for l in document["labels"] if l["h"] in new and l["t"] in new],
-    }
 
 
 @pytest.fixture()
@@ -27,7 +16,7 @@ def setup(encoder_dirs, relation_info, redocred_documents):
     for module in model.modules():
         if isinstance(module, nn.Dropout):
             module.p = 0.0  # deterministic steps, so accumulated and whole-batch gradients can be compared
-    documents = [short(d) for d in redocred_documents[40:48] if short(d)["labels"]][:4]
+    documents = [short_document(d, 3) for d in redocred_documents[40:48] if short_document(d, 3)["labels"]][:4]
     features = DocREFeaturizer.from_model(model).featurize(documents)
     return model, documents, features, DocREDataCollator.from_model(model)
 
