@@ -7,7 +7,6 @@ import datasets
 import pytest
 
 from hf_docre.data import (
-    DocREDBuilder,
     DocREInputError,
     load_docred,
     parse_pubtator_line,

@@ -6,7 +6,7 @@ import textwrap
 
 import pytest
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from transformers import AutoConfig, AutoModel
 
 from conftest import SMALL_HEAD, short_document

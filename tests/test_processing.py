@@ -2,8 +2,6 @@ import copy
 import warnings
 
 import pytest
-import torch
-from transformers import AutoTokenizer
 
 from hf_docre import DocREDataCollator, DocREFeaturizer, DocREInputError
 from hf_docre.modeling_docre import load_tokenizer
