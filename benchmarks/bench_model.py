@@ -224,6 +224,7 @@ def main():
 
     from naive_atlop import naive_forward
 
+    from hf_docre.processing_docre import num_feature_pairs
     torch.set_num_threads(args.threads)
     model = build_model(args.encoder, args.device).eval()
     window = model.config.effective_window_size
@@ -231,7 +232,7 @@ def main():
     batches = [to_device(b, args.device) for b in batches]
     docs = len(features)
     tokens = [len(f["input_ids"]) for f in features]
-    pairs = [len(f["pair_index"]) for f in features]
+    pairs = [num_feature_pairs(f) for f in features]
     entities = [len(f["mention_index"]) for f in features]
     print(f"encoder={args.encoder} device={args.device} threads={args.threads} batch={args.batch_size}")
     print(f"{docs} Re-DocRED documents (those within one {window}-token window): {statistics.mean(tokens):.0f} tokens, "

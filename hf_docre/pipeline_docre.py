@@ -20,7 +20,7 @@ import torch
 from transformers import Pipeline
 
 from .losses_docre import decode_relations
-from .processing_docre import DocREDataCollator, DocREFeaturizer
+from .processing_docre import DocREDataCollator, DocREFeaturizer, feature_pairs
 
 _WORD = re.compile(r"\w+|[^\w\s]")
 _SENTENCE_END = {".", "!", "?"}
@@ -131,18 +131,19 @@ class DocumentRelationExtractionPipeline(Pipeline):
         else:
             document = {k: v for k, v in inputs.items() if k != "labels"}
         feature = self.featurizer(document, with_labels=False)
-        return {"features": [feature], "documents": [document]}
+        # Wrapped so that Pipeline.forward's recursive move-to-device does not walk every document.
+        return {"inputs": _Passthrough([feature], [document])}
 
     def _forward(self, model_inputs, return_context=False):
-        batch = self.collator(model_inputs["features"])
+        inputs = model_inputs["inputs"]
+        batch = self.collator(inputs.features)
         batch = {k: v.to(self.device) for k, v in batch.items()}
         output = self.model(**batch, output_context_weights=return_context)
         return {
             "logits": output.logits,
             "context_weights": output.context_weights,
             "input_ids": batch["input_ids"],
-            "features": model_inputs["features"],
-            "documents": model_inputs["documents"],
+            "inputs": inputs,
         }
 
     def postprocess(self, model_outputs, max_relations_per_pair=None, threshold=None, return_context=False, context_tokens=5):
@@ -155,23 +156,23 @@ class DocumentRelationExtractionPipeline(Pipeline):
             scores = torch.sigmoid(logits - logits[..., :1])
         else:
             scores = torch.sigmoid(logits)
+        relation_of = {i: (config.relation_names.get(code, code) if config.relation_names else code, code)
+                       for i, code in config.id2label.items()}
+        inputs = model_outputs["inputs"]
         results = []
-        for b, (feature, document) in enumerate(zip(model_outputs["features"], model_outputs["documents"])):
-            pairs = feature["pair_index"]
+        for b, (feature, document) in enumerate(zip(inputs.features, inputs.documents)):
+            pairs = feature_pairs(feature)
             found = predicted[b, : len(pairs), 1:].nonzero()
-            found_scores = scores[b, found[:, 0], found[:, 1] + 1].tolist()  # one gather, not one per relation
+            found_scores = scores[b, found[:, 0], found[:, 1] + 1]  # one gather, not one per relation
+            order = torch.argsort(found_scores, descending=True, stable=True)  # best first
+            found, found_scores = found[order], found_scores[order].tolist()
+            pair_ids = found[:, 0].tolist()
+            heads, tails = pairs[pair_ids, 0].tolist(), pairs[pair_ids, 1].tolist()
             entities = [_entity(document, e) for e in range(len(document["vertexSet"]))]
             relations = []
-            for (p, r), score in zip(found.tolist(), found_scores):
-                h, t = pairs[p]
-                code = config.id2label[r + 1]
-                item = {
-                    "head": dict(entities[h]),
-                    "tail": dict(entities[t]),
-                    "relation": config.relation_names.get(code, code),
-                    "relation_id": code,
-                    "score": score,
-                }
+            for p, h, t, r, score in zip(pair_ids, heads, tails, found[:, 1].tolist(), found_scores):
+                name, code = relation_of[r + 1]
+                item = {"head": dict(entities[h]), "tail": dict(entities[t]), "relation": name, "relation_id": code, "score": score}
                 if return_context and model_outputs["context_weights"] is not None:
                     weights = model_outputs["context_weights"][b, p]
                     top = weights.topk(min(context_tokens, int((weights > 0).sum()))) if (weights > 0).any() else None
@@ -181,7 +182,6 @@ class DocumentRelationExtractionPipeline(Pipeline):
                         for w, i in zip(top.values.tolist(), top.indices.tolist())
                     ]
                 relations.append(item)
-            relations.sort(key=lambda x: -x["score"])
             results.append(relations)
         return results
 
@@ -198,7 +198,8 @@ class DocumentRelationExtractionPipeline(Pipeline):
             bar = tqdm(total=total, desc="documents", unit="doc")
 
         def run(chunk):
-            merged = {"features": [f for c in chunk for f in c["features"]], "documents": [d for c in chunk for d in c["documents"]]}
+            merged = {"inputs": _Passthrough([f for c in chunk for f in c["inputs"].features],
+                                             [d for c in chunk for d in c["inputs"].documents])}
             outputs = self.forward(merged, **forward_params)
             for result in self.postprocess(outputs, **postprocess_params):
                 if bar is not None:
@@ -215,6 +216,15 @@ class DocumentRelationExtractionPipeline(Pipeline):
             yield from run(chunk)
         if bar is not None:
             bar.close()
+
+
+class _Passthrough:
+    """Features and documents carried from `_forward` to `postprocess` untouched."""
+
+    __slots__ = ("features", "documents")
+
+    def __init__(self, features, documents):
+        self.features, self.documents = features, documents
 
 
 def _entity(document, index):

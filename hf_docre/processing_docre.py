@@ -10,9 +10,14 @@ Features of one document (compact, so `datasets` stores them cheaply):
 - `title`: the document's title (metadata; the collator ignores it);
 - `input_ids`: list[int], the whole document with markers and special tokens (never truncated);
 - `mention_index`: list (per entity) of lists of token indices of each mention's start marker;
-- `pair_index`: list of [head, tail] entity ids, all ordered pairs h != t, row-major;
+- `pair_index`: only when the document restricts the pairs to score (`candidate_pairs`, as in CDR/GDA): list of
+  [head, tail] entity ids. Absent (or None) means all ordered pairs h != t, row-major (`all_ordered_pairs`); the
+  collator builds those from the entity count, so the common case stores nothing per pair;
 - `labels` (when the document has labels): list of [pair position, relation id]; the collator expands them to
   the multi-hot [P, R] rows the model takes (column 0 = NA where a pair has no relation).
+
+An optional document field `candidate_pairs` (list of [head, tail]) limits the pairs to those; every label must then
+be one of them.
 """
 
 import warnings
@@ -71,6 +76,14 @@ def validate_document(document, index=None, relations=None):
             if not isinstance(pos, (list, tuple)) or len(pos) != 2 or not 0 <= pos[0] < pos[1] <= sentence_length:
                 fail(f"mention span {pos!r} is outside sentence {sent_id} ({sentence_length} words)",
                      f"vertexSet[{e}][{m}].pos")
+    candidates = document.get("candidate_pairs")
+    if candidates is not None:
+        for k, pair in enumerate(candidates):
+            if (not isinstance(pair, (list, tuple)) or len(pair) != 2
+                    or not all(isinstance(x, int) and 0 <= x < len(entities) for x in pair) or pair[0] == pair[1]):
+                fail(f"{pair!r} is not a pair of two distinct entities of the document ({len(entities)} entities)",
+                     f"candidate_pairs[{k}]")
+        candidates = {tuple(pair) for pair in candidates}
     for k, label in enumerate(document.get("labels") or []):
         for key in ("h", "t"):
             value = label.get(key)
@@ -80,6 +93,8 @@ def validate_document(document, index=None, relations=None):
             fail(f"head and tail are the same entity ({label['h']})", f"labels[{k}]")
         if relations is not None and label.get("r") not in relations:
             fail(f"unknown relation {label.get('r')!r}", f"labels[{k}].r")
+        if candidates is not None and (label["h"], label["t"]) not in candidates:
+            fail(f"pair ({label['h']}, {label['t']}) is not in the document's candidate_pairs", f"labels[{k}]")
 
 
 def all_ordered_pairs(num_entities):
@@ -94,35 +109,130 @@ def pair_position(head, tail, num_entities):
     return head * (num_entities - 1) + (tail if tail < head else tail - 1)
 
 
+def feature_pairs(feature):
+    """[P, 2] array of the (head, tail) pairs a feature scores, in the order of its logits rows."""
+    pairs = feature.get("pair_index")
+    if pairs is None:
+        return all_ordered_pairs(len(feature["mention_index"]))
+    return np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
+
+
+def num_feature_pairs(feature):
+    pairs = feature.get("pair_index")
+    if pairs is None:
+        num_entities = len(feature["mention_index"])
+        return num_entities * (num_entities - 1)
+    return len(pairs)
+
+
 class DocREFeaturizer:
-    """Turns DocRED-format documents into model features with one fast-tokenizer call per document.
+    """Turns DocRED-format documents into model features.
+
+    Tokenization is exactly that of one fast-tokenizer call per document with pre-split words
+    (`is_split_into_words=True`), where the tokenizers library normalises and splits every word on its own. So the
+    featurizer tokenizes each distinct word once, in batches, keeps its pieces in a cache, and builds a document by
+    concatenating them between the tokenizer's special tokens. The result is identical to the per-document call
+    (`cache_words=False` does that call, for checking).
 
     Args:
         tokenizer: a fast tokenizer; byte-level BPE tokenizers (RoBERTa, ...) need `add_prefix_space=True`.
         label2id: relation label -> column (0 = NA). Required to featurize `labels`.
         entity_marker: text inserted before and after each mention (`"*"` in ATLOP); `None` for no markers, in
             which case a mention is represented by its first sub-token.
+        cache_words: reuse word pieces across documents (default). The cache is not pickled, so `datasets.map`
+            fingerprints stay stable.
+        max_cached_words: the cache is emptied when it grows past this many words.
     """
 
-    def __init__(self, tokenizer, label2id=None, entity_marker="*"):
+    def __init__(self, tokenizer, label2id=None, entity_marker="*", cache_words=True, max_cached_words=1_000_000):
         if not getattr(tokenizer, "is_fast", False):
             raise ValueError("DocREFeaturizer needs a fast tokenizer (word alignment comes from the tokenizers library).")
         self.tokenizer = tokenizer
         self.label2id = dict(label2id) if label2id is not None else None
         self.entity_marker = entity_marker
+        self.cache_words = cache_words
+        self.max_cached_words = max_cached_words
+        self._pieces = {}
+        self._special = None
+        self._backend = None
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state["_pieces"], state["_special"], state["_backend"] = {}, None, None
+        return state
 
     @classmethod
-    def from_model(cls, model, tokenizer=None):
+    def from_model(cls, model, tokenizer=None, **kwargs):
         tokenizer = tokenizer if tokenizer is not None else model.tokenizer
         if tokenizer is None:
             raise ValueError("The model has no tokenizer attached; pass `tokenizer=`.")
-        return cls(tokenizer, label2id=model.config.label2id, entity_marker=model.config.entity_marker)
+        return cls(tokenizer, label2id=model.config.label2id, entity_marker=model.config.entity_marker, **kwargs)
 
     # -- validation ------------------------------------------------------------------------------------------------
 
     def validate(self, document, index=None):
         """Raise [`DocREInputError`] naming the document and the field for anything the model cannot use."""
         validate_document(document, index=index, relations=self.label2id)
+
+    # -- tokenization ----------------------------------------------------------------------------------------------
+
+    def _special_tokens(self):
+        """(ids before the first word, ids after the last word) that the tokenizer adds to a sequence."""
+        if self._special is None:
+            encoding = self.tokenizer(["a"], is_split_into_words=True, add_special_tokens=True)
+            ids, word_ids = encoding["input_ids"], encoding.word_ids()
+            real = [i for i, w in enumerate(word_ids) if w is not None]
+            self._special = (ids[: real[0]], ids[real[-1] + 1 :])
+        return self._special
+
+    def _cache_pieces(self, words):
+        missing = list({word for word in words if word not in self._pieces})
+        if not missing:
+            return
+        if len(self._pieces) + len(missing) > self.max_cached_words:
+            self._pieces.clear()
+        backend = self._word_tokenizer()
+        encode = getattr(backend, "encode_batch_fast", backend.encode_batch)  # no offsets: not needed here
+        encodings = encode([[word] for word in missing], is_pretokenized=True, add_special_tokens=False)
+        self._pieces.update(zip(missing, (encoding.ids for encoding in encodings)))
+
+    def _word_tokenizer(self):
+        """A private copy of the tokenizers-library tokenizer with no truncation or padding, to tokenize single words
+        without the per-encoding overhead of the transformers wrapper."""
+        if self._backend is None:
+            from tokenizers import Tokenizer
+
+            backend = Tokenizer.from_str(self.tokenizer.backend_tokenizer.to_str())
+            backend.no_truncation()
+            backend.no_padding()
+            self._backend = backend
+        return self._backend
+
+    def _tokenize(self, words):
+        """input_ids of the word sequence with special tokens, and the first token of every word ([len(words)])."""
+        if not self.cache_words:
+            # verbose=False: the model windows long documents, so the tokenizer's "too long" warning does not apply.
+            encoding = self.tokenizer(words, is_split_into_words=True, add_special_tokens=True, truncation=False, verbose=False)
+            input_ids = list(encoding["input_ids"])
+            word_ids = np.array([-1 if w is None else w for w in encoding.word_ids()], dtype=np.int64)
+            first_token = np.full(len(words) + 1, len(input_ids))
+            real = word_ids >= 0
+            unique_words, first = np.unique(word_ids[real], return_index=True)
+            first_token[unique_words] = np.flatnonzero(real)[first]
+            # A word the tokenizer drops entirely (e.g. a lone control character) takes the next word's first token.
+            first_token = np.minimum.accumulate(first_token[::-1])[::-1][:-1]
+        else:
+            self._cache_pieces(words)
+            prefix, suffix = self._special_tokens()
+            pieces = [self._pieces[word] for word in words]
+            lengths = np.fromiter(map(len, pieces), dtype=np.int64, count=len(pieces))
+            # The first token of a word with no pieces is then the next word's first token, as above.
+            first_token = len(prefix) + np.cumsum(lengths) - lengths
+            input_ids = list(prefix)
+            for word_pieces in pieces:
+                input_ids += word_pieces
+            input_ids += suffix
+        return input_ids, np.minimum(first_token, len(input_ids) - 1)
 
     # -- featurization ---------------------------------------------------------------------------------------------
 
@@ -133,52 +243,50 @@ class DocREFeaturizer:
         entities = document["vertexSet"]
         marker = self.entity_marker
 
-        # Words of the document, with a marker word before each mention start and after each mention end.
-        starts = {(mention["sent_id"], mention["pos"][0]) for mentions in entities for mention in mentions}
-        ends = {(mention["sent_id"], mention["pos"][1] - 1) for mentions in entities for mention in mentions}
+        # Words of the document, with a marker word before each mention start and after each mention end (an end
+        # marker comes before a start marker at the same boundary). Sentences are copied in slices between boundaries.
+        starts, ends = {}, {}  # sent_id -> word positions where a mention starts / after which one ends
+        for mentions in entities:
+            for mention in mentions:
+                starts.setdefault(mention["sent_id"], set()).add(mention["pos"][0])
+                ends.setdefault(mention["sent_id"], set()).add(mention["pos"][1])
         words = []
         start_word = {}  # (sent_id, word) -> index in `words` of the word that represents a mention start
         for s, sentence in enumerate(sents):
-            for w, word in enumerate(sentence):
-                if (s, w) in starts:
-                    start_word[(s, w)] = len(words)
+            sentence_starts = starts.get(s)
+            if sentence_starts is None and (marker is None or s not in ends):
+                words.extend(sentence)
+                continue
+            sentence_starts = sentence_starts or set()
+            sentence_ends = ends.get(s, set()) if marker is not None else set()
+            previous = 0
+            for boundary in sorted(sentence_starts | sentence_ends):
+                words.extend(sentence[previous:boundary])
+                if boundary in sentence_ends:
+                    words.append(marker)
+                if boundary in sentence_starts:
+                    start_word[(s, boundary)] = len(words)
                     if marker is not None:
                         words.append(marker)
-                words.append(word)
-                if marker is not None and (s, w) in ends:
-                    words.append(marker)
+                previous = boundary
+            words.extend(sentence[previous:])
 
-        # verbose=False: the model windows long documents, so the tokenizer's "too long" warning does not apply.
-        encoding = self.tokenizer(
-            words, is_split_into_words=True, add_special_tokens=True, truncation=False, verbose=False
-        )
-        input_ids = encoding["input_ids"]
-        word_ids = np.array([-1 if w is None else w for w in encoding.word_ids()])
-        # First token of each word; a word the tokenizer drops entirely (e.g. a lone control character) takes the
-        # next word's first token.
-        first_token = np.full(len(words) + 1, len(input_ids) - 1)
-        real = word_ids >= 0
-        unique_words, first = np.unique(word_ids[real], return_index=True)
-        first_token[unique_words] = np.flatnonzero(real)[first]
-        first_token = np.minimum.accumulate(first_token[::-1])[::-1]
-
-        mention_index = [
-            [int(first_token[start_word[(m["sent_id"], m["pos"][0])]]) for m in mentions] for mentions in entities
-        ]
-        num_entities = len(entities)
-        features = {
-            "title": document.get("title"),
-            "input_ids": list(input_ids),
-            "mention_index": mention_index,
-            "pair_index": all_ordered_pairs(num_entities).tolist(),
-        }
+        input_ids, first_token = self._tokenize(words)
+        first_token = first_token.tolist()
+        mention_index = [[first_token[start_word[(m["sent_id"], m["pos"][0])]] for m in mentions] for mentions in entities]
+        features = {"title": document.get("title"), "input_ids": input_ids, "mention_index": mention_index}
+        candidates = document.get("candidate_pairs")
+        if candidates is not None:
+            features["pair_index"] = [list(pair) for pair in candidates]
         if with_labels and document.get("labels") is not None:
             if self.label2id is None:
                 raise ValueError("DocREFeaturizer: `label2id` is needed to featurize labels.")
-            compact = {
-                (pair_position(label["h"], label["t"], num_entities), self.label2id[label["r"]])
-                for label in document["labels"]
-            }
+            if candidates is None:
+                num_entities = len(entities)
+                positions = {(label["h"], label["t"]): pair_position(label["h"], label["t"], num_entities) for label in document["labels"]}
+            else:
+                positions = {tuple(pair): p for p, pair in enumerate(candidates)}
+            compact = {(positions[(label["h"], label["t"])], self.label2id[label["r"]]) for label in document["labels"]}
             features["labels"] = [list(item) for item in sorted(compact)]
         return features
 
@@ -195,6 +303,11 @@ class DocREFeaturizer:
         if errors not in ("raise", "skip"):
             raise ValueError(f"errors must be 'raise' or 'skip', got {errors!r}")
         features, problems = [], []
+        if self.cache_words:  # one tokenizer call for the new words of all documents
+            try:
+                self._cache_pieces([word for document in documents for sentence in document["sents"] for word in sentence])
+            except (KeyError, TypeError):
+                pass  # a malformed document; its own validation below names it
         for index, document in enumerate(documents):
             try:
                 features.append(self(document, index=index, with_labels=with_labels))
@@ -215,7 +328,8 @@ class DocREFeaturizer:
         documents = [dict(zip(keys, values)) for values in zip(*(batch[k] for k in keys))]
         documents = [_from_arrow(document) for document in documents]
         features = self.featurize(documents)
-        return {key: [f.get(key) for f in features] for key in features[0]} if features else {}
+        keys = list(dict.fromkeys(key for f in features for key in f))
+        return {key: [f.get(key) for f in features] for key in keys}
 
 
 def _from_arrow(document):
@@ -236,7 +350,7 @@ class DocREDataCollator:
     """Pads compact per-document features into the model's batch tensors.
 
     Returns `input_ids`, `attention_mask` [B, L]; `mention_index` [B, E, M] (-1 pad); `pair_index` [B, P, 2]
-    (-1 pad); and, when every feature has `labels`, multi-hot `labels` [B, P, R] with padded pairs -100.
+    (-1 pad; all ordered pairs of a feature without its own `pair_index`); and, when every feature has `labels`, multi-hot `labels` [B, P, R] with padded pairs -100.
 
     Args:
         pad_token_id: the tokenizer's pad id.
@@ -257,7 +371,8 @@ class DocREDataCollator:
         length = max(len(f["input_ids"]) for f in features)
         num_entities = max(1, max(len(f["mention_index"]) for f in features))
         num_mentions = max(1, max((len(m) for f in features for m in f["mention_index"]), default=1))
-        num_pairs = max(1, max(len(f["pair_index"]) for f in features))
+        pair_lists = [feature_pairs(f) for f in features]
+        num_pairs = max(1, max(len(pairs) for pairs in pair_lists))
 
         input_ids = torch.full((batch_size, length), self.pad_token_id, dtype=torch.long)
         attention_mask = torch.zeros((batch_size, length), dtype=torch.long)
@@ -269,9 +384,8 @@ class DocREDataCollator:
             attention_mask[b, : len(ids)] = 1
             for e, mentions in enumerate(feature["mention_index"]):
                 mention_index[b, e, : len(mentions)] = torch.as_tensor(mentions, dtype=torch.long)
-            if len(feature["pair_index"]):
-                pairs = torch.as_tensor(feature["pair_index"], dtype=torch.long).view(-1, 2)
-                pair_index[b, : len(pairs)] = pairs
+            if len(pair_lists[b]):
+                pair_index[b, : len(pair_lists[b])] = torch.from_numpy(pair_lists[b])
         batch = {
             "input_ids": input_ids,
             "attention_mask": attention_mask,
@@ -281,7 +395,7 @@ class DocREDataCollator:
         if all(f.get("labels") is not None for f in features):
             labels = torch.full((batch_size, num_pairs, self.num_relations), -100.0)
             for b, feature in enumerate(features):
-                real = len(feature["pair_index"])
+                real = len(pair_lists[b])
                 labels[b, :real] = 0.0
                 compact = torch.as_tensor(feature["labels"], dtype=torch.long).view(-1, 2)
                 if len(compact):

@@ -18,6 +18,7 @@ import torch
 
 from .losses_docre import PAIR_LOSSES, decode_relations
 from .metrics import score_docred
+from .processing_docre import feature_pairs
 
 
 class DocRELoss:
@@ -71,7 +72,7 @@ def predictions_to_official(predicted, features, id2label):
     predicted = np.asarray(predicted)
     records = []
     for feature, rows in zip(features, predicted):
-        pairs = feature["pair_index"]
+        pairs = feature_pairs(feature).tolist()
         pair_ids, relation_ids = np.nonzero(rows[: len(pairs), 1:] == 1)
         for p, r in zip(pair_ids.tolist(), relation_ids.tolist()):
             h, t = pairs[p]
@@ -84,7 +85,7 @@ class DocREMetrics:
 
     Args:
         model: gives the decoding settings and labels.
-        features: the evaluation features, in dataset order (with `title` and `pair_index`).
+        features: the evaluation features, in dataset order (`title`, `mention_index` and any `pair_index`).
         documents: the gold evaluation documents.
         train_documents: the training documents, for Ign-F1.
     """
@@ -92,7 +93,7 @@ class DocREMetrics:
     def __init__(self, model, features, documents, train_documents=None, **score_kwargs):
         config = model.config
         self.id2label = dict(config.id2label)
-        self.features = [{"title": f["title"], "pair_index": f["pair_index"]} for f in features]
+        self.features = [{"title": f["title"], "pair_index": feature_pairs(f)} for f in features]
         self.documents = documents
         self.train_documents = train_documents
         self.score_kwargs = score_kwargs

@@ -8,6 +8,7 @@ import torch
 
 from conftest import SMALL_HEAD
 from hf_docre import DocREDataCollator, DocREFeaturizer, DocREModel
+from hf_docre.processing_docre import num_feature_pairs
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from naive_atlop import naive_forward  # noqa: E402
@@ -32,5 +33,5 @@ def test_naive_reference_equals_model(encoder_dirs, relation_info, redocred_docu
         ours = model(**batch).logits
         naive = naive_forward(model, **batch)
     for b, feature in enumerate(features):
-        num_pairs = len(feature["pair_index"])
+        num_pairs = num_feature_pairs(feature)
         assert torch.allclose(ours[b, :num_pairs], naive[b, :num_pairs], atol=1e-4)

@@ -116,7 +116,7 @@ CDR_LINE = "\t".join(
 )
 
 
-def test_cdr_line_parses_into_docred_format(tmp_path, relation_info):
+def test_cdr_line_parses_into_docred_format(tmp_path, relation_info, encoder_dirs):
     document = parse_pubtator_line(CDR_LINE)
     assert document["title"] == "123"
     assert document["sents"] == [["Aspirin", "causes", "ulcers", "."], ["Ulcers", "hurt", "patients", "."]]
@@ -125,11 +125,19 @@ def test_cdr_line_parses_into_docred_format(tmp_path, relation_info):
     assert disease == [{"name": "ulcers", "pos": [2, 3], "sent_id": 0, "type": "Disease"}, {"name": "Ulcers", "pos": [0, 1], "sent_id": 1, "type": "Disease"}]
     assert pain == [{"name": "hurt", "pos": [1, 2], "sent_id": 1, "type": "Disease"}]
     assert document["labels"] == [{"h": 0, "t": 1, "r": "CID", "evidence": []}]  # NR pair: no label; not_include: skipped
+    assert document["candidate_pairs"] == [[0, 1], [0, 2]]  # both candidate pairs, chemical -> disease
     path = tmp_path / "train_filter.data"
     path.write_text(CDR_LINE + "\n" + CDR_LINE + "\n")  # a repeated PMID is read once
     assert read_pubtator_file(path) == [document]
     corpus = load_docred("cdr", data_files={"train": str(path)}, split="train", cache_dir=str(tmp_path / "cache"))
     assert to_docred_json(corpus[0]) == document
+    # A model scores only the candidate pairs.
+    from hf_docre import DocREFeaturizer
+    from hf_docre.modeling_docre import load_tokenizer
+
+    featurizer = DocREFeaturizer(load_tokenizer(encoder_dirs["bert"]), {"NA": 0, "CID": 1})
+    feature = featurizer(to_docred_json(corpus[0]))
+    assert feature["pair_index"] == [[0, 1], [0, 2]] and feature["labels"] == [[0, 1]]
     with pytest.raises(ValueError, match="17 fields per pair"):
         parse_pubtator_line("1\ttext\tonly-three-fields")
 

@@ -19,6 +19,7 @@ from hf_docre import (
     adaptive_thresholding_loss,
     plan_windows,
 )
+from hf_docre.processing_docre import feature_pairs, num_feature_pairs
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +82,7 @@ def test_document_alone_equals_document_in_padded_batch(model, redocred_document
         for b, document in enumerate(documents):
             single, features = batch_of(model, [document])
             alone = model(**single).logits[0]
-            num_pairs = len(features[0]["pair_index"])
+            num_pairs = num_feature_pairs(features[0])
             assert torch.allclose(together[b, :num_pairs], alone[:num_pairs], atol=1e-5), document["title"]
             # Padded pairs never decode to a relation.
             assert not model.decode(together[b, num_pairs:])[..., 1:].any()
@@ -97,7 +98,7 @@ def test_short_document_through_long_input_path_equals_plain_forward(model, redo
     with torch.no_grad():
         plain = model(**single, output_context_weights=True)
         windowed = model(**mixed, output_context_weights=True)
-    num_pairs = len(features[0]["pair_index"])
+    num_pairs = num_feature_pairs(features[0])
     length = single["input_ids"].shape[1]
     assert torch.allclose(windowed.logits[0, :num_pairs], plain.logits[0, :num_pairs], atol=1e-5)
     assert torch.allclose(windowed.context_weights[0, :num_pairs, :length], plain.context_weights[0, :num_pairs], atol=1e-6)
@@ -200,11 +201,11 @@ def test_context_weights_are_distributions(model, redocred_documents):
         weights = model(**batch, output_context_weights=True).context_weights
         entity_attention = model.encode(batch["input_ids"], batch["attention_mask"], batch["mention_index"]).entity_attention
     for b, feature in enumerate(features):
-        num_pairs = len(feature["pair_index"])
+        num_pairs = num_feature_pairs(feature)
         sums = weights[b, :num_pairs].sum(-1)
         # A distribution, except for pairs whose entities share no window: their attention rows have disjoint
         # support, q = A_s * A_o is 0 everywhere and the pair gets no context (c = 0).
-        pairs = torch.tensor(feature["pair_index"])
+        pairs = torch.from_numpy(feature_pairs(feature))
         overlap = (entity_attention[b, pairs[:, 0]] * entity_attention[b, pairs[:, 1]]).sum((-1, -2)) > 0
         assert torch.allclose(sums[overlap], torch.ones_like(sums[overlap]), atol=1e-5)
         assert (sums[~overlap] == 0).all()
@@ -217,7 +218,7 @@ def test_context_weights_are_distributions(model, redocred_documents):
 def test_single_entity_document_yields_no_pairs(model):
     document = {"title": "alone", "sents": [["Paris", "is", "big", "."]], "vertexSet": [[{"name": "Paris", "pos": [0, 1], "sent_id": 0}]], "labels": []}
     batch, features = batch_of(model, [document])
-    assert features[0]["pair_index"] == []
+    assert "pair_index" not in features[0] and len(feature_pairs(features[0])) == 0
     output = model(**batch)
     assert output.logits.shape[:2] == (1, 1)
     assert output.loss.item() == 0.0

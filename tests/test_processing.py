@@ -1,11 +1,12 @@
 import copy
+import re
 import warnings
 
 import pytest
 
 from hf_docre import DocREDataCollator, DocREFeaturizer, DocREInputError
 from hf_docre.modeling_docre import load_tokenizer
-from hf_docre.processing_docre import all_ordered_pairs, pair_position
+from hf_docre.processing_docre import all_ordered_pairs, feature_pairs, num_feature_pairs, pair_position
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +57,8 @@ def test_pairs_and_labels(featurizer, redocred_documents, label2id):
     document = redocred_documents[0]
     feature = featurizer(document)
     num_entities = len(document["vertexSet"])
-    pairs = feature["pair_index"]
+    assert "pair_index" not in feature  # all ordered pairs are implicit
+    pairs = feature_pairs(feature).tolist()
     assert len(pairs) == num_entities * (num_entities - 1)
     assert pairs[:3] == [[0, 1], [0, 2], [0, 3]]
     assert all(h != t for h, t in pairs)
@@ -107,7 +109,7 @@ def test_no_markers_points_at_first_subtoken(encoder_dirs, label2id):
 def test_single_entity_document_has_no_pairs(featurizer):
     document = {"title": "alone", "sents": [["Paris", "is", "big", "."]], "vertexSet": [[{"name": "Paris", "pos": [0, 1], "sent_id": 0}]], "labels": []}
     feature = featurizer(document)
-    assert feature["pair_index"] == [] and feature["labels"] == []
+    assert len(feature_pairs(feature)) == 0 and feature["labels"] == []
 
 
 def _bad(document, mutate):
@@ -160,14 +162,14 @@ def test_collator_pads_and_expands_labels(featurizer, redocred_documents, label2
     batch = collator(features)
     batch_size = len(features)
     length = max(len(f["input_ids"]) for f in features)
-    num_pairs = max(len(f["pair_index"]) for f in features)
+    num_pairs = max(num_feature_pairs(f) for f in features)
     assert batch["input_ids"].shape == (batch_size, length)
     assert batch["labels"].shape == (batch_size, num_pairs, len(label2id))
     for b, feature in enumerate(features):
         n = len(feature["input_ids"])
         assert batch["attention_mask"][b].sum() == n
         assert (batch["input_ids"][b, n:] == featurizer.tokenizer.pad_token_id).all()
-        real = len(feature["pair_index"])
+        real = num_feature_pairs(feature)
         assert (batch["pair_index"][b, real:] == -1).all()
         assert (batch["labels"][b, real:] == -100).all()
         labels = batch["labels"][b, :real]
@@ -191,3 +193,77 @@ def test_map_batch_on_a_datasets_column(featurizer, redocred_documents):
     assert len(mapped) == len(expected)
     for row, feature in zip(mapped, expected):
         assert row == feature
+
+
+def test_word_cache_equals_one_tokenizer_call_per_document(featurizer, redocred_documents):
+    """The cached word pieces give exactly what one tokenizer call per document gives."""
+    documents = copy.deepcopy(redocred_documents[:60])
+    # Words a tokenizer may drop or split oddly: a lone control character, accents, CJK, an empty string.
+    documents[0]["sents"][0][1:1] = ["\u0007", "Café", "東京", ""]
+    for mention in (m for ms in documents[0]["vertexSet"] for m in ms if m["sent_id"] == 0):
+        mention["pos"] = [p + 4 if p >= 1 else p for p in mention["pos"]]
+    for marker in ("*", None):
+        cached = DocREFeaturizer(featurizer.tokenizer, featurizer.label2id, entity_marker=marker)
+        direct = DocREFeaturizer(featurizer.tokenizer, featurizer.label2id, entity_marker=marker, cache_words=False)
+        assert cached.featurize(documents) == direct.featurize(documents)
+        # One by one (the pipeline's path) and a second pass from a warm cache agree too.
+        assert [cached(d) for d in documents[:5]] == direct.featurize(documents[:5])
+
+
+def test_featurizer_pickles_without_its_cache(featurizer, redocred_documents):
+    from datasets.fingerprint import Hasher
+
+    fresh = DocREFeaturizer(featurizer.tokenizer, featurizer.label2id)
+    before = Hasher.hash(fresh.map_batch)
+    fresh.featurize(redocred_documents[:3])
+    assert fresh._pieces  # the cache filled...
+    assert Hasher.hash(fresh.map_batch) == before  # ...without changing the datasets fingerprint
+
+
+def _with_candidates(document):
+    document = copy.deepcopy(document)
+    labelled = sorted({(label["h"], label["t"]) for label in document["labels"]})
+    document["candidate_pairs"] = [list(pair) for pair in labelled] + [[1, 0]] * ((1, 0) not in labelled)
+    return document
+
+
+def test_candidate_pairs_limit_the_scored_pairs(featurizer, redocred_documents, label2id):
+    document = _with_candidates(redocred_documents[0])
+    feature = featurizer(document)
+    assert feature["pair_index"] == document["candidate_pairs"]
+    candidates = [tuple(pair) for pair in document["candidate_pairs"]]
+    expected = {(candidates.index((l["h"], l["t"])), label2id[l["r"]]) for l in document["labels"]}
+    assert {tuple(x) for x in feature["labels"]} == expected
+    # In a batch with an all-pairs document, each keeps its own pairs.
+    plain = featurizer(redocred_documents[1])
+    batch = DocREDataCollator(featurizer.tokenizer.pad_token_id, len(label2id))([feature, plain])
+    assert batch["pair_index"][0, : len(candidates)].tolist() == [list(p) for p in candidates]
+    assert (batch["pair_index"][0, len(candidates) :] == -1).all()
+    assert batch["pair_index"][1].tolist() == all_ordered_pairs(len(redocred_documents[1]["vertexSet"])).tolist()
+    assert int(batch["labels"][0, : len(candidates), 1:].sum()) == len(expected)
+
+
+@pytest.mark.parametrize("pair, field", [([0, 0], "candidate_pairs[0]"), ([0, 999], "candidate_pairs[0]")])
+def test_bad_candidate_pairs_are_named(featurizer, redocred_documents, pair, field):
+    document = _with_candidates(redocred_documents[0])
+    document["candidate_pairs"][0] = pair
+    with pytest.raises(DocREInputError, match=re.escape(field)):
+        featurizer(document, index=0)
+
+
+def test_label_outside_the_candidate_pairs_is_named(featurizer, redocred_documents):
+    document = _with_candidates(redocred_documents[0])
+    first = document["labels"][0]
+    document["candidate_pairs"].remove([first["h"], first["t"]])
+    with pytest.raises(DocREInputError, match=r"labels\[0\].*not in the document's candidate_pairs"):
+        featurizer(document, index=0)
+
+
+def test_map_batch_mixes_candidate_and_all_pairs_documents(featurizer, redocred_documents):
+    from datasets import Dataset
+
+    documents = [_with_candidates(redocred_documents[0]), {**redocred_documents[1], "candidate_pairs": None}]
+    mapped = Dataset.from_list(documents).map(featurizer.map_batch, batched=True, remove_columns=list(documents[0]))
+    assert mapped[0]["pair_index"] == documents[0]["candidate_pairs"]
+    assert mapped[1]["pair_index"] is None
+    assert feature_pairs(mapped[1]).tolist() == all_ordered_pairs(len(redocred_documents[1]["vertexSet"])).tolist()

@@ -6,7 +6,8 @@ tokens by spaces. Each pair record has 17 tab-separated fields; the ones read he
 1 direction (`L2R`: argument 1 is the head; `R2L`: argument 2 is),
 5/11 argument ids, 7/13 argument types, 8/14 and 9/15 the `:`-joined document-level token starts and ends of the
 arguments' mentions. Entities are numbered in order of first appearance among the candidate pairs (as ATLOP does);
-positive pairs become labels with the relation name in the middle of the code (`CID`, `GDA`).
+positive pairs become labels with the relation name in the middle of the code (`CID`, `GDA`). Every candidate pair
+(positive or `NR`) is kept, in file order, as the document's `candidate_pairs`: the only pairs a model scores.
 """
 
 FIELDS_PER_PAIR = 17
@@ -40,7 +41,7 @@ def parse_pubtator_line(line, line_number=None):
             sentence_of[len(tokens)] = (sent_id, len(tokens) - offset_in_sentence)
             tokens.append(token)
 
-    entity_index, vertex_set, labels = {}, [], []
+    entity_index, vertex_set, labels, candidates = {}, [], [], []
     for k in range(2, len(fields), FIELDS_PER_PAIR):
         pair = fields[k : k + FIELDS_PER_PAIR]
         if pair[0] == "not_include":
@@ -54,10 +55,12 @@ def parse_pubtator_line(line, line_number=None):
                 entity_index[entity_id] = len(vertex_set)
                 vertex_set.append(_mentions(starts, ends, entity_type, sentence_of, tokens))
             ids.append(entity_index[entity_id])
+        if ids[0] != ids[1] and ids not in candidates:
+            candidates.append(ids)
         relation = pair[0].split(":")[1] if pair[0].count(":") == 2 else pair[0]
         if relation != "NR":
             labels.append({"h": ids[0], "t": ids[1], "r": relation, "evidence": []})
-    return {"title": pmid, "sents": sents, "vertexSet": vertex_set, "labels": labels}
+    return {"title": pmid, "sents": sents, "vertexSet": vertex_set, "labels": labels, "candidate_pairs": candidates}
 
 
 def read_pubtator_file(path):

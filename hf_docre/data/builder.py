@@ -53,6 +53,8 @@ FEATURES = datasets.Features(
         "sents": datasets.List(datasets.List(datasets.Value("string"))),
         "vertexSet": datasets.List(datasets.List(MENTION)),
         "labels": datasets.List(LABEL),  # None in splits without labels (DocRED's test set)
+        # The (head, tail) pairs a model scores, where a corpus restricts them (CDR/GDA); None = all ordered pairs.
+        "candidate_pairs": datasets.List(datasets.List(datasets.Value("int32"))),
     }
 )
 _OPTIONAL_MENTION_FIELDS = ("global_pos", "index")
@@ -70,6 +72,8 @@ def to_docred_json(row):
     }
     if row.get("labels") is not None:
         document["labels"] = row["labels"]
+    if row.get("candidate_pairs") is not None:
+        document["candidate_pairs"] = row["candidate_pairs"]
     return document
 
 
@@ -174,6 +178,7 @@ def _to_row(document):
             [{**{k: None for k in _OPTIONAL_MENTION_FIELDS}, **mention} for mention in entity] for entity in document["vertexSet"]
         ],
         "labels": None,
+        "candidate_pairs": document.get("candidate_pairs"),
     }
     if "labels" in document:
         row["labels"] = [{"evidence": [], **label} for label in document["labels"]]
