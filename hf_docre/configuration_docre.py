@@ -9,7 +9,46 @@ from transformers import AutoConfig, PretrainedConfig
 NA_LABEL = "NA"
 
 _POOLINGS = ("logsumexp", "max", "mean")
-_LOSSES = ("atl", "bce")
+_LOSSES = ("atl", "bce", "afl")
+_MENTION_REPRESENTATIONS = ("start", "span")
+_PAIR_HEADS = ("group_bilinear", "bilinear")
+_DISTILLATION_LOSSES = ("mse", "kl")
+
+class _Unset:
+    def __repr__(self):
+        return "<unset>"
+
+
+_UNSET = _Unset()
+_DEFAULTS = dict(
+    mention_pooling="logsumexp", use_context_pooling=True, emb_size=768, loss="atl", max_relations_per_pair=4,
+    entity_marker="*", mention_representation="start", pair_head="group_bilinear", two_step=False,
+    axial_attention=False, focal_gamma=0.5,
+)
+
+# Published methods as option presets (`DocREConfig(method=...)`, `DocREModel.from_encoder(..., method=...)`);
+# options given explicitly win over the preset.
+METHOD_PRESETS = {
+    # Zhou et al. 2021: start-marker mentions, logsumexp, localized context pooling, group bilinear, ATL.
+    "atlop": {},
+    # Wang et al. 2019, BERT baseline: entity = mean of its mentions' tokens, a projection to 128, a bilinear
+    # classifier, BCE with a global threshold tuned on dev.
+    "bert-baseline": {
+        "entity_marker": None, "mention_representation": "span", "mention_pooling": "mean",
+        "use_context_pooling": False, "pair_head": "bilinear", "emb_size": 128, "loss": "bce",
+        "max_relations_per_pair": 0,
+    },
+    # Wang et al. 2019, two-step: the baseline twice; step 1 decides relation / no relation (NA pairs sub-sampled
+    # 3:1 within a batch), step 2 the relation types, trained on related pairs only.
+    "two-step": {
+        "entity_marker": None, "mention_representation": "span", "mention_pooling": "mean",
+        "use_context_pooling": False, "pair_head": "bilinear", "emb_size": 128, "loss": "bce",
+        "max_relations_per_pair": 0, "two_step": True,
+    },
+    # Tan et al. 2022 (KD-DocRE): ATLOP's representation, axial attention over the entity-pair table, adaptive
+    # focal loss (gamma 0.5); distillation is a training recipe (teacher logits as an input, see hf_docre.distillation).
+    "kd-docre": {"axial_attention": True, "loss": "afl", "focal_gamma": 0.5},
+}
 
 
 class DocREConfig(PretrainedConfig):
@@ -42,6 +81,27 @@ class DocREConfig(PretrainedConfig):
             and after the content (BERT `[CLS] ... [SEP]` and RoBERTa `<s> ... </s>`: 1 and 1). Every window
             repeats them.
         classifier_dropout (`float`): dropout on the pooled entity/context embeddings (0 disables it).
+        method (`str`): a published method by name, which sets the options below (see `METHOD_PRESETS`):
+            `"atlop"` (default), `"bert-baseline"`, `"two-step"`, `"kd-docre"`. Options passed explicitly win.
+        mention_representation (`str`): `"start"` = the hidden state at `mention_index` (the start marker, or the
+            first sub-token without markers); `"span"` = every token of the mention (`mention_index` to
+            `mention_end`), pooled with `mention_pooling="mean"` over all tokens of all the entity's mentions.
+        pair_head (`str`): `"group_bilinear"` (ATLOP: head/tail extractors with context, group bilinear) or
+            `"bilinear"` (Wang et al.: a linear projection to `emb_size`, then a full bilinear layer).
+        two_step (`bool`): Wang et al.'s two-step model: a second encoder and head decide relation / no relation
+            (column 0 of the logits is its "no relation" logit); the main head gives the relation types.
+        two_step_shared_encoder (`bool`): both steps share one encoder (the paper trains two models: `False`).
+        negative_sampling_ratio (`float`): two-step, step 1: NA pairs kept per related pair in a training batch (3).
+        axial_attention (`bool`): KD-DocRE's axial attention over the n x n entity-pair table, then a linear
+            classifier (Eq. 7-8). The group bilinear then outputs `pair_hidden_size` features.
+        pair_hidden_size (`int`, *optional*): size of the pair representation g with axial attention (paper: the
+            encoder's hidden size, the default).
+        focal_gamma (`float`): gamma of the adaptive focal loss (`loss="afl"`; paper 0.5).
+        focal_positive_weight (`str`): `"paper"` weights positives by (1 - P)^gamma (Eq. 11); `"released_code"`
+            by 1 + (1 - P)^gamma, as the authors' code does.
+        distillation_loss (`str`): `"mse"` (paper) or `"kl"`, between student and teacher logits when
+            `teacher_logits` are given.
+        distillation_weight (`float`): weight of the distillation loss (paper: L = L_KD + L_RE, 1.0).
     """
 
     model_type = "docre"
@@ -53,21 +113,49 @@ class DocREConfig(PretrainedConfig):
         encoder=None,
         relations=None,
         relation_names=None,
-        mention_pooling="logsumexp",
-        use_context_pooling=True,
-        emb_size=768,
+        mention_pooling=_UNSET,
+        use_context_pooling=_UNSET,
+        emb_size=_UNSET,
         block_size=64,
-        loss="atl",
+        loss=_UNSET,
         global_threshold=0.5,
-        max_relations_per_pair=4,
-        entity_marker="*",
+        max_relations_per_pair=_UNSET,
+        entity_marker=_UNSET,
         window_size=None,
         window_stride=None,
         window_prefix_tokens=1,
         window_suffix_tokens=1,
         classifier_dropout=0.0,
+        method="atlop",
+        mention_representation=_UNSET,
+        pair_head=_UNSET,
+        two_step=_UNSET,
+        two_step_shared_encoder=False,
+        negative_sampling_ratio=3.0,
+        axial_attention=_UNSET,
+        pair_hidden_size=None,
+        focal_gamma=_UNSET,
+        focal_positive_weight="paper",
+        distillation_loss="mse",
+        distillation_weight=1.0,
         **kwargs,
     ):
+        if method not in METHOD_PRESETS:
+            raise ValueError(f"DocREConfig: `method` must be one of {tuple(METHOD_PRESETS)}, got {method!r}.")
+        # Options left unset take the method's preset value, else the ATLOP default. (A saved config passes every
+        # option explicitly, so loading never changes one.)
+        preset = METHOD_PRESETS[method]
+        given = dict(
+            mention_pooling=mention_pooling, use_context_pooling=use_context_pooling, emb_size=emb_size, loss=loss,
+            max_relations_per_pair=max_relations_per_pair, entity_marker=entity_marker,
+            mention_representation=mention_representation, pair_head=pair_head, two_step=two_step,
+            axial_attention=axial_attention, focal_gamma=focal_gamma,
+        )
+        resolved = {k: (preset.get(k, _DEFAULTS[k]) if v is _UNSET else v) for k, v in given.items()}
+        mention_pooling, use_context_pooling, emb_size = resolved["mention_pooling"], resolved["use_context_pooling"], resolved["emb_size"]
+        loss, max_relations_per_pair, entity_marker = resolved["loss"], resolved["max_relations_per_pair"], resolved["entity_marker"]
+        mention_representation, pair_head, two_step = resolved["mention_representation"], resolved["pair_head"], resolved["two_step"]
+        axial_attention, focal_gamma = resolved["axial_attention"], resolved["focal_gamma"]
         if encoder is None:
             encoder = {"model_type": "bert"}
         if isinstance(encoder, dict):
@@ -93,8 +181,22 @@ class DocREConfig(PretrainedConfig):
             raise ValueError(f"DocREConfig: `mention_pooling` must be one of {_POOLINGS}, got {mention_pooling!r}.")
         if loss not in _LOSSES:
             raise ValueError(f"DocREConfig: `loss` must be one of {_LOSSES}, got {loss!r}.")
-        if emb_size % block_size != 0:
+        if pair_head == "group_bilinear" and emb_size % block_size != 0:
             raise ValueError(f"DocREConfig: `emb_size` ({emb_size}) must be a multiple of `block_size` ({block_size}).")
+        for name, value, allowed in (
+            ("mention_representation", mention_representation, _MENTION_REPRESENTATIONS),
+            ("pair_head", pair_head, _PAIR_HEADS),
+            ("distillation_loss", distillation_loss, _DISTILLATION_LOSSES),
+            ("focal_positive_weight", focal_positive_weight, ("paper", "released_code")),
+        ):
+            if value not in allowed:
+                raise ValueError(f"DocREConfig: `{name}` must be one of {allowed}, got {value!r}.")
+        if mention_representation == "span" and mention_pooling != "mean":
+            raise ValueError("DocREConfig: `mention_representation='span'` averages the mentions' tokens; it needs `mention_pooling='mean'`.")
+        if two_step and loss != "bce":
+            raise ValueError("DocREConfig: `two_step=True` trains both steps with binary cross-entropy; use `loss='bce'`.")
+        if axial_attention and pair_head != "group_bilinear":
+            raise ValueError("DocREConfig: `axial_attention` works on the group-bilinear pair representation.")
         self.mention_pooling = mention_pooling
         self.use_context_pooling = use_context_pooling
         self.emb_size = emb_size
@@ -108,12 +210,33 @@ class DocREConfig(PretrainedConfig):
         self.window_prefix_tokens = window_prefix_tokens
         self.window_suffix_tokens = window_suffix_tokens
         self.classifier_dropout = classifier_dropout
+        self.method = method
+        self.mention_representation = mention_representation
+        self.pair_head = pair_head
+        self.two_step = two_step
+        self.two_step_shared_encoder = two_step_shared_encoder
+        self.negative_sampling_ratio = negative_sampling_ratio
+        self.axial_attention = axial_attention
+        self.pair_hidden_size = pair_hidden_size
+        self.focal_gamma = focal_gamma
+        self.focal_positive_weight = focal_positive_weight
+        self.distillation_loss = distillation_loss
+        self.distillation_weight = distillation_weight
         super().__init__(**kwargs)
         if self.id2label is None or 0 not in self.id2label:
             self.id2label = {0: NA_LABEL, 1: "relation"}
             self.label2id = {NA_LABEL: 0, "relation": 1}
         if self.label2id is None:
             self.label2id = {label: int(i) for i, label in self.id2label.items()}
+
+    @property
+    def decoding(self):
+        """How logits become predictions: `"threshold_class"` (ATL/AFL: a relation beats column 0),
+        `"global_threshold"` (BCE: sigmoid above `global_threshold`) or `"two_step"` (column 0 is step 1's
+        no-relation logit; accepted pairs get step 2's relations above `global_threshold`, at least the best one)."""
+        if self.two_step:
+            return "two_step"
+        return "global_threshold" if self.loss == "bce" else "threshold_class"
 
     @property
     def num_relations(self):

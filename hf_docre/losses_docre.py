@@ -56,24 +56,124 @@ def binary_relation_loss(logits, labels):
     return F.binary_cross_entropy_with_logits(logits[:, 1:], labels[:, 1:], reduction="none").sum(-1)
 
 
-PAIR_LOSSES = {"atl": adaptive_thresholding_loss, "bce": binary_relation_loss}
+def adaptive_focal_loss(logits, labels, gamma=0.5, positive_weight="paper"):
+    r"""Adaptive focal loss of KD-DocRE (Tan et al. 2022, Eq. 9-11), per pair.
+
+    Each positive relation is ranked against TH on its own, :math:`P(r) = \sigma(l_r - l_{TH})` (Eq. 9); TH is ranked
+    against the negatives, :math:`P(TH) = \mathrm{softmax}_{N_T \cup \{TH\}}(l)_{TH}` (Eq. 10); and
+
+    .. math::
+        L = -\sum_{r \in P_T} w_r \log P(r) - \log P(TH)
+
+    which is Eq. 11 with the sign that makes it a loss. `positive_weight="paper"` uses the focal weight
+    :math:`w_r = (1 - P(r))^\gamma`; `"released_code"` uses :math:`w_r = 1 + (1 - P(r))^\gamma`, as the authors'
+    released implementation does. Like the focal loss, the weight is part of the graph (not detached).
+
+    Args:
+        logits: [N, R] float, column 0 is the TH class.
+        labels: [N, R] multi-hot; column 0 is ignored.
+        gamma: the focusing parameter γ (paper: 0.5; γ = 0 with `"paper"` gives a pairwise ATL).
+    Returns:
+        [N] loss of each pair.
+    """
+    if positive_weight not in ("paper", "released_code"):
+        raise ValueError(f"positive_weight must be 'paper' or 'released_code', got {positive_weight!r}")
+    labels = labels.to(logits.dtype)
+    positive = labels.clone()
+    positive[:, 0] = 0.0
+    margin = logits - logits[:, :1]
+    log_prob = F.logsigmoid(margin)  # log P(r), Eq. 9
+    weight = (1.0 - log_prob.exp()).clamp(min=0).pow(gamma)
+    if positive_weight == "released_code":
+        weight = 1.0 + weight
+    loss_positive = -(weight * log_prob * positive).sum(-1)
+    keep_negative = positive == 0  # negatives and TH
+    log_prob_threshold = torch.log_softmax(logits.masked_fill(~keep_negative, float("-inf")), dim=-1)[:, 0]  # Eq. 10
+    return loss_positive - log_prob_threshold
+
+
+PAIR_LOSSES = {"atl": adaptive_thresholding_loss, "bce": binary_relation_loss, "afl": adaptive_focal_loss}
+
+
+def two_step_loss(logits, labels, negative_sampling_ratio=3.0, sample=True):
+    """Loss of Wang et al.'s two-step model, per pair.
+
+    Column 0 of `logits` is step 1's *no-relation* logit (-z, where sigmoid(z) = P(some relation)); columns 1..R-1
+    are step 2's relation logits. Step 1 is binary cross-entropy on "has a relation", over every related pair and
+    a random sample of NA pairs, `negative_sampling_ratio` NA pairs per related pair of the batch (at least that
+    many when the batch has no related pair); step 2 is binary cross-entropy over the relation types, on related
+    pairs only. With `sample=False` (evaluation) step 1 uses every pair.
+
+    Returns:
+        [N] loss of each pair (0 for NA pairs left out of the sample).
+    """
+    labels = labels.to(logits.dtype)
+    related = labels[:, 1:].sum(-1) > 0
+    exists_logit = -logits[:, 0]
+    step1 = F.binary_cross_entropy_with_logits(exists_logit, related.to(logits.dtype), reduction="none")
+    if sample:
+        negatives = (~related).nonzero().squeeze(-1)
+        keep = int(negative_sampling_ratio * max(int(related.sum()), 1))
+        chosen = negatives[torch.randperm(len(negatives), device=negatives.device)[:keep]]
+        in_sample = related.clone()
+        in_sample[chosen] = True
+        step1 = step1 * in_sample.to(logits.dtype)
+    step2 = F.binary_cross_entropy_with_logits(logits[:, 1:], labels[:, 1:], reduction="none").sum(-1)
+    return step1 + step2 * related.to(logits.dtype)
+
+
+def relation_loss_fn(config, training=True):
+    """The per-pair loss `f(logits [N, R], labels [N, R]) -> [N]` a config asks for."""
+    if config.two_step:
+        ratio = config.negative_sampling_ratio
+        return lambda logits, labels: two_step_loss(logits, labels, ratio, sample=training)
+    if config.loss == "afl":
+        gamma = config.focal_gamma
+        weight = config.focal_positive_weight
+        return lambda logits, labels: adaptive_focal_loss(logits, labels, gamma, weight)
+    return PAIR_LOSSES[config.loss]
+
+
+def distillation_pair_loss(student_logits, teacher_logits, kind="mse"):
+    """Knowledge-distillation loss of each pair (KD-DocRE Eq. 12): `"mse"` = mean over relations of
+    (student - teacher)^2, so a sum over pairs / pairs is the MSE over all logits; `"kl"` = KL(softmax(teacher) ||
+    softmax(student)) over the relation columns. [N, R] x [N, R] -> [N]."""
+    teacher_logits = teacher_logits.to(student_logits.dtype)
+    if kind == "mse":
+        return (student_logits - teacher_logits).pow(2).mean(-1)
+    return F.kl_div(
+        torch.log_softmax(student_logits, -1), torch.log_softmax(teacher_logits, -1), log_target=True, reduction="none"
+    ).sum(-1)
+
+
+_DECODINGS = {"atl": "threshold_class", "afl": "threshold_class", "bce": "global_threshold"}
 
 
 def decode_relations(logits, loss="atl", global_threshold=0.5, max_relations_per_pair=4):
     """Turn logits into predictions.
 
     Args:
-        logits: [..., R] float; column 0 is the TH class (`loss="atl"`), or unused (`loss="bce"`).
-        loss: `"atl"` keeps relations whose logit beats the TH logit; `"bce"` keeps relations whose probability
-            beats `global_threshold`.
+        logits: [..., R] float; column 0 is the TH class, step 1's no-relation logit (two-step), or unused (BCE).
+        loss: the decoding (`config.decoding`), or a loss name that implies it: `"threshold_class"` (`"atl"`,
+            `"afl"`) keeps relations whose logit beats column 0; `"global_threshold"` (`"bce"`) keeps relations whose
+            probability beats `global_threshold`; `"two_step"` keeps, for pairs step 1 accepts (column 0 < 0, i.e.
+            P(relation) > 0.5), the relations above `global_threshold` and at least the best one.
         max_relations_per_pair: keep at most this many relations per pair (the highest logits); <= 0 keeps all.
     Returns:
         [..., R] bool; column 0 is True exactly where no relation is predicted (NA).
     """
-    if loss == "atl":
+    decoding = _DECODINGS.get(loss, loss)
+    if decoding == "threshold_class":
         above = logits > logits[..., :1]
-    else:
+    elif decoding == "global_threshold":
         above = torch.sigmoid(logits) > global_threshold
+    elif decoding == "two_step":
+        relation_logits = logits[..., 1:]
+        best = relation_logits >= relation_logits.amax(-1, keepdim=True)
+        chosen = (torch.sigmoid(relation_logits) > global_threshold) | best
+        above = torch.cat([torch.zeros_like(chosen[..., :1]), chosen & (logits[..., :1] < 0)], dim=-1)
+    else:
+        raise ValueError(f"unknown decoding {loss!r}")
     above[..., 0] = False
     num_relations = logits.shape[-1] - 1
     if 0 < max_relations_per_pair < num_relations:
@@ -83,8 +183,19 @@ def decode_relations(logits, loss="atl", global_threshold=0.5, max_relations_per
     return above
 
 
-def tune_global_threshold(logits, labels, candidates=None, max_relations_per_pair=4):
-    """Pick the probability threshold that maximises relation F1 on dev data (for `loss="bce"`).
+def relation_scores(logits, loss="atl"):
+    """[..., R] probabilities of each relation (column 0 meaningless): sigmoid(l_r - l_TH) for a threshold class,
+    sigmoid(l_r) for BCE, P(relation) * P(r) for two-step."""
+    decoding = _DECODINGS.get(loss, loss)
+    if decoding == "threshold_class":
+        return torch.sigmoid(logits - logits[..., :1])
+    if decoding == "two_step":
+        return torch.sigmoid(-logits[..., :1]) * torch.sigmoid(logits)
+    return torch.sigmoid(logits)
+
+
+def tune_global_threshold(logits, labels, candidates=None, max_relations_per_pair=4, decoding="global_threshold"):
+    """Pick the probability threshold that maximises relation F1 on dev data (BCE and two-step heads).
 
     The paper searches {0.1, 0.2, ..., 0.9}; pass `candidates` for a finer grid.
 
@@ -99,7 +210,7 @@ def tune_global_threshold(logits, labels, candidates=None, max_relations_per_pai
     logits, gold = logits[real], labels[real][:, 1:] > 0
     best = (candidates[0], -1.0)
     for threshold in candidates:
-        predicted = decode_relations(logits, "bce", threshold, max_relations_per_pair)[:, 1:]
+        predicted = decode_relations(logits, decoding, threshold, max_relations_per_pair)[:, 1:]
         true_positive = (predicted & gold).sum().item()
         precision = true_positive / max(predicted.sum().item(), 1)
         recall = true_positive / max(gold.sum().item(), 1)

@@ -31,7 +31,14 @@ except ImportError:  # pragma: no cover - older layouts
     sdpa_attention_forward = ALL_ATTENTION_FUNCTIONS["sdpa"]
 
 from .configuration_docre import DocREConfig
-from .losses_docre import PAD_RELATION_LOGIT, PAIR_LOSSES, decode_relations, tune_global_threshold
+from .losses_docre import (
+    PAD_RELATION_LOGIT,
+    decode_relations,
+    distillation_pair_loss,
+    relation_loss_fn,
+    relation_scores,
+    tune_global_threshold,
+)
 
 PIPELINE_TASK = "doc-relation-extraction"
 
@@ -205,6 +212,47 @@ class GroupBilinear(nn.Module):
         return f"emb_size={self.emb_size}, block_size={self.block_size}, num_labels={self.weight.shape[0]}"
 
 
+class AxialPairAttention(nn.Module):
+    """Axial attention over the n x n entity-pair table (KD-DocRE, Tan et al. 2022, Eq. 7).
+
+    For the cell (s, o): r = g(s,o) + sum_p softmax_p(q(s,o)·k(p,o)) v(p,o) + sum_p softmax_p(q(s,o)·k(s,p)) v(s,p),
+    i.e. attention along the column and along the row of the pair, each added residually, with q, k, v linear maps
+    (no bias) of the pair representation g. Keys are only the cells that are real pairs of the same document, so
+    padded entities, the diagonal and pairs not scored (candidate pairs) take no part and a document's result does
+    not depend on its batch. Works for any number of entities (the table is [B, E, E, d]).
+    """
+
+    def __init__(self, hidden_size):
+        super().__init__()
+        self.query = nn.Linear(hidden_size, hidden_size, bias=False)
+        self.key = nn.Linear(hidden_size, hidden_size, bias=False)
+        self.value = nn.Linear(hidden_size, hidden_size, bias=False)
+
+    def forward(self, pair_repr, pair_batch, heads, tails, batch_size, num_entities):
+        """pair_repr [N, d] for the N real pairs at (pair_batch, heads, tails) -> [N, d]."""
+        size = pair_repr.shape[-1]
+        cells = (pair_batch, heads, tails)
+
+        def table(values):  # [N, d] -> [B, E, E, d], zeros where there is no real pair
+            return values.new_zeros(batch_size, num_entities, num_entities, size).index_put(cells, values)
+
+        query, key, value = table(self.query(pair_repr)), table(self.key(pair_repr)), table(self.value(pair_repr))
+        valid = torch.zeros(batch_size, num_entities, num_entities, dtype=torch.bool, device=pair_repr.device)
+        valid = valid.index_put(cells, torch.ones_like(heads, dtype=torch.bool))
+        lowest = torch.finfo(query.dtype).min
+        # Batched matmuls over the table: no [pairs, E, d] gathers. Queries of cells that are not pairs give
+        # finite garbage that is never read.
+        # Along the column of (s, o): keys (p, o) for every p.
+        column_scores = torch.einsum("bsod,bpod->bsop", query, key)
+        column_scores = column_scores.masked_fill(~valid.permute(0, 2, 1)[:, None, :, :], lowest)  # [b, s, o, p]: valid[b, p, o]
+        column = torch.einsum("bsop,bpod->bsod", column_scores.softmax(-1), value)
+        # Along the row of (s, o): keys (s, p) for every p.
+        row_scores = torch.einsum("bsod,bspd->bsop", query, key).masked_fill(~valid[:, :, None, :], lowest)
+        row = torch.einsum("bsop,bspd->bsod", row_scores.softmax(-1), value)
+        column, row = column[cells], row[cells]
+        return pair_repr + column + row
+
+
 # ----------------------------------------------------------------------------------------------------------------------
 # Outputs
 # ----------------------------------------------------------------------------------------------------------------------
@@ -221,7 +269,10 @@ class DocREModelOutput(ModelOutput):
             of each pair over the document's tokens (rows sum to 1); with `output_context_weights=True`.
         entity_embeddings (`torch.FloatTensor` of shape `[B, E, D]`, *optional*): pooled entity embeddings; with
             `output_entity_embeddings=True`.
-        pair_loss (`torch.FloatTensor` of shape `[B, P]`, *optional*): the loss of each pair (0 for padding).
+        pair_loss (`torch.FloatTensor` of shape `[B, P]`, *optional*): the loss of each pair (0 for padding),
+            distillation included.
+        distillation_loss (`torch.FloatTensor` of shape `[B, P]`, *optional*): the weighted distillation loss of
+            each pair, when `teacher_logits` are given (with or without labels).
     """
 
     loss: torch.FloatTensor | None = None
@@ -229,6 +280,7 @@ class DocREModelOutput(ModelOutput):
     context_weights: torch.FloatTensor | None = None
     entity_embeddings: torch.FloatTensor | None = None
     pair_loss: torch.FloatTensor | None = None
+    distillation_loss: torch.FloatTensor | None = None
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -317,7 +369,7 @@ class DocREPreTrainedModel(PreTrainedModel):
     @torch.no_grad()
     def _init_weights(self, module):
         # Head layers use PyTorch's default initialisation, as the papers' code does; the encoder keeps its own.
-        if isinstance(module, (nn.Linear, GroupBilinear)):
+        if isinstance(module, (nn.Linear, nn.Bilinear, GroupBilinear)):
             bound = 1.0 / math.sqrt(module.weight.shape[1])
             torch.nn.init.uniform_(module.weight, -bound, bound)
             if module.bias is not None:
@@ -337,28 +389,45 @@ class DocREModel(DocREPreTrainedModel):
     def __init__(self, config: DocREConfig):
         super().__init__(config)
         encoder_config = config.encoder
-        self.encoder = AutoModel.from_config(encoder_config)
-        if getattr(self.encoder, "pooler", None) is not None:
-            # The pooler is never used; dropping it keeps DDP from waiting on gradients that never come.
-            self.encoder.pooler = None
-        self._setup_attention()
+        self.encoder = self._new_encoder(encoder_config)
 
         hidden = encoder_config.hidden_size
-        context = hidden if config.use_context_pooling else 0
-        self.head_extractor = nn.Linear(hidden + context, config.emb_size)
-        self.tail_extractor = nn.Linear(hidden + context, config.emb_size)
-        self.bilinear = GroupBilinear(config.emb_size, config.block_size, config.num_relations)
+        num_relations = config.num_relations
+        if config.pair_head == "group_bilinear":
+            context = hidden if config.use_context_pooling else 0
+            self.head_extractor = nn.Linear(hidden + context, config.emb_size)
+            self.tail_extractor = nn.Linear(hidden + context, config.emb_size)
+            if config.axial_attention:
+                pair_hidden = config.pair_hidden_size or hidden
+                self.bilinear = GroupBilinear(config.emb_size, config.block_size, pair_hidden)
+                self.axial_attention = AxialPairAttention(pair_hidden)
+                self.classifier = nn.Linear(pair_hidden, num_relations)
+            else:
+                self.bilinear = GroupBilinear(config.emb_size, config.block_size, num_relations)
+        else:
+            self.projection = nn.Linear(hidden, config.emb_size)
+            self.bilinear = nn.Bilinear(config.emb_size, config.emb_size, num_relations)
+        if config.two_step:
+            # Step 1 (relation or not) is its own model in the paper: its own encoder unless shared.
+            self.existence_encoder = None if config.two_step_shared_encoder else self._new_encoder(encoder_config)
+            self.existence_projection = nn.Linear(hidden, config.emb_size)
+            self.existence_bilinear = nn.Bilinear(config.emb_size, config.emb_size, 1)
         self.dropout = nn.Dropout(config.classifier_dropout)
         self.tokenizer = None
         self.post_init()
 
     # -- construction ------------------------------------------------------------------------------------------------
 
-    def _setup_attention(self):
-        """Use sdpa with a last-layer-only eager path where the encoder supports attention functions, else eager."""
-        encoder_class = type(self.encoder)
-        implementation = LAST_LAYER_ATTENTION if getattr(encoder_class, "_supports_attention_backend", False) else "eager"
-        self.encoder.set_attn_implementation(implementation)
+    @staticmethod
+    def _new_encoder(encoder_config):
+        """The encoder, with sdpa and a last-layer-only eager path where it supports attention functions (else eager)."""
+        encoder = AutoModel.from_config(encoder_config)
+        if getattr(encoder, "pooler", None) is not None:
+            # The pooler is never used; dropping it keeps DDP from waiting on gradients that never come.
+            encoder.pooler = None
+        implementation = LAST_LAYER_ATTENTION if getattr(type(encoder), "_supports_attention_backend", False) else "eager"
+        encoder.set_attn_implementation(implementation)
+        return encoder
 
     @classmethod
     def from_encoder(cls, encoder_name_or_path, relations, tokenizer=None, relation_names=None, **config_kwargs):
@@ -389,10 +458,13 @@ class DocREModel(DocREPreTrainedModel):
             limits = [int(limit) for limit in limits if limit is not None and limit < 1_000_000]
             config.window_size = min(limits) if limits else None
         model = cls(config)
-        missing, unexpected = model.encoder.load_state_dict(encoder.state_dict(), strict=False)
-        missing = [k for k in missing if not k.startswith("pooler.")]
-        if missing:
-            raise RuntimeError(f"from_encoder: encoder weights missing after loading {encoder_name_or_path}: {missing}")
+        for target in (model.encoder, getattr(model, "existence_encoder", None)):
+            if target is None:
+                continue
+            missing, unexpected = target.load_state_dict(encoder.state_dict(), strict=False)
+            missing = [k for k in missing if not k.startswith("pooler.")]
+            if missing:
+                raise RuntimeError(f"from_encoder: encoder weights missing after loading {encoder_name_or_path}: {missing}")
         model.config.encoder._name_or_path = str(encoder_name_or_path)
         model.tokenizer = tokenizer
         return model
@@ -441,25 +513,26 @@ class DocREModel(DocREPreTrainedModel):
 
     # -- forward -----------------------------------------------------------------------------------------------------
 
-    def _encoder_forward(self, input_ids, attention_mask, attention_rows=None):
-        """Run the encoder once. Returns hidden states [N, W, D] and, when `attention_rows` ([N, Q] positions) is
-        given, the last layer's attention of those rows [N, H, Q, W]."""
+    def _encoder_forward(self, input_ids, attention_mask, attention_rows=None, encoder=None):
+        """Run the encoder (`self.encoder` unless another is given) once. Returns hidden states [N, W, D] and, when
+        `attention_rows` ([N, Q] positions) is given, the last layer's attention of those rows [N, H, Q, W]."""
+        encoder = self.encoder if encoder is None else encoder
         if attention_rows is None:
-            outputs = self.encoder(input_ids=input_ids, attention_mask=attention_mask)
+            outputs = encoder(input_ids=input_ids, attention_mask=attention_mask)
             return outputs.last_hidden_state, None
-        if self.encoder.config._attn_implementation == LAST_LAYER_ATTENTION:
-            outputs = self.encoder(
+        if encoder.config._attn_implementation == LAST_LAYER_ATTENTION:
+            outputs = encoder(
                 input_ids=input_ids, attention_mask=attention_mask, output_attentions=True,
                 docre_attention_rows=attention_rows,
             )
             return outputs.last_hidden_state, outputs.attentions[-1]
         # Encoders without attention functions: eager everywhere, then keep the rows asked for.
-        outputs = self.encoder(input_ids=input_ids, attention_mask=attention_mask, output_attentions=True)
+        outputs = encoder(input_ids=input_ids, attention_mask=attention_mask, output_attentions=True)
         attention = outputs.attentions[-1]
         index = attention_rows[:, None, :, None].expand(-1, attention.shape[1], -1, attention.shape[-1])
         return outputs.last_hidden_state, attention.gather(2, index)
 
-    def _encode_bucketed(self, input_ids, lengths, attention_rows=None):
+    def _encode_bucketed(self, input_ids, lengths, attention_rows=None, encoder=None):
         """`_encoder_forward` over sequences of different lengths, in sub-batches of similar length.
 
         Padding a short document to a long one's length wastes encoder work; sub-batches are chosen to minimise
@@ -470,7 +543,7 @@ class DocREModel(DocREPreTrainedModel):
         if len(groups) == 1:
             width = max(lengths)
             mask = (torch.arange(width, device=input_ids.device)[None, :] < torch.as_tensor(lengths, device=input_ids.device)[:, None])
-            hidden, attention = self._encoder_forward(input_ids[:, :width], mask.long(), attention_rows)
+            hidden, attention = self._encoder_forward(input_ids[:, :width], mask.long(), attention_rows, encoder)
             if width < length:
                 hidden = nn.functional.pad(hidden, (0, 0, 0, length - width))
                 attention = None if attention is None else nn.functional.pad(attention, (0, length - width))
@@ -480,7 +553,7 @@ class DocREModel(DocREPreTrainedModel):
             index = torch.as_tensor(group, device=input_ids.device)
             group_lengths = [lengths[i] for i in group]
             rows = None if attention_rows is None else attention_rows[index]
-            part_hidden, part_attention = self._encode_bucketed(input_ids[index], group_lengths, rows)
+            part_hidden, part_attention = self._encode_bucketed(input_ids[index], group_lengths, rows, encoder)
             if hidden is None:
                 hidden = part_hidden.new_zeros(count, *part_hidden.shape[1:])
                 if part_attention is not None:
@@ -490,7 +563,7 @@ class DocREModel(DocREPreTrainedModel):
                 attention = attention.index_copy(0, index, part_attention)
         return hidden, attention
 
-    def encode(self, input_ids, attention_mask, mention_index, need_attention=True):
+    def encode(self, input_ids, attention_mask, mention_index, need_attention=True, encoder=None):
         """Encode documents of any length. Returns [`EncodedDocuments`].
 
         Documents that fit the encoder's window are encoded as they are. Longer ones are cut into windows
@@ -507,7 +580,7 @@ class DocREModel(DocREPreTrainedModel):
         lengths = lengths.tolist()
         if window is None or max(lengths) <= window:
             rows = mention_index.clamp(min=0).flatten(1) if need_attention else None
-            sequence_output, row_attention = self._encode_bucketed(input_ids, lengths, rows)
+            sequence_output, row_attention = self._encode_bucketed(input_ids, lengths, rows, encoder)
             entity_attention = None
             if need_attention:
                 valid = (mention_index >= 0).to(row_attention.dtype)
@@ -516,9 +589,9 @@ class DocREModel(DocREPreTrainedModel):
                 row_attention = row_attention.view(batch_size, -1, num_entities, num_mentions, row_attention.shape[-1])
                 entity_attention = torch.einsum("bem,bhemk->behk", weights, row_attention)
             return EncodedDocuments(sequence_output, entity_attention)
-        return self._encode_windows(input_ids, mention_index, lengths, need_attention)
+        return self._encode_windows(input_ids, mention_index, lengths, need_attention, encoder)
 
-    def _encode_windows(self, input_ids, mention_index, lengths, need_attention):
+    def _encode_windows(self, input_ids, mention_index, lengths, need_attention, encoder=None):
         config = self.config
         device = input_ids.device
         batch_size, length = input_ids.shape
@@ -549,7 +622,7 @@ class DocREModel(DocREPreTrainedModel):
             local_mention = window_mentions - start[:, :, None]
             inside = (window_mentions >= 0) & (local_mention >= prefix) & (local_mention < prefix + content[:, :, None])
             rows = torch.where(inside, local_mention, torch.zeros_like(local_mention)).flatten(1)
-        hidden, row_attention = self._encode_bucketed(window_ids, window_lengths, rows)
+        hidden, row_attention = self._encode_bucketed(window_ids, window_lengths, rows, encoder)
 
         # Hidden states: sum over windows into the document, divided by how many windows kept each token.
         target = torch.where(keep, doc * (length + 1) + source, doc * (length + 1) + length).reshape(-1)
@@ -581,9 +654,18 @@ class DocREModel(DocREPreTrainedModel):
         entity_attention = entity_attention.view(num_entities, num_heads, batch_size, length + 1)[..., :length]
         return EncodedDocuments(sequence_output, entity_attention.permute(2, 0, 1, 3))
 
-    def pool_entities(self, sequence_output, mention_index):
-        """Entity embeddings [B, E, D] from the hidden states of their mentions' start tokens."""
+    def pool_entities(self, sequence_output, mention_index, mention_end=None):
+        """Entity embeddings [B, E, D] from the hidden states of their mentions' start tokens, or with
+        `mention_representation="span"` the mean of every token of every mention ([mention_index, mention_end))."""
         valid = mention_index >= 0
+        if self.config.mention_representation == "span":
+            if mention_end is None:
+                raise ValueError("mention_representation='span' needs `mention_end` [B, E, M] (DocREFeaturizer.from_model makes it).")
+            positions = torch.arange(sequence_output.shape[1], device=mention_index.device)
+            inside = (positions >= mention_index[..., None]) & (positions < mention_end[..., None]) & valid[..., None]
+            token_weights = inside.sum(2).to(sequence_output.dtype)  # [B, E, L]: a token in two mentions counts twice
+            token_weights = token_weights / token_weights.sum(-1, keepdim=True).clamp(min=1)
+            return torch.bmm(token_weights, sequence_output)
         batch_index = torch.arange(mention_index.shape[0], device=mention_index.device)[:, None, None]
         mentions = sequence_output[batch_index, mention_index.clamp(min=0)]  # [B, E, M, D]
         has_mention = valid.any(-1, keepdim=True)  # [B, E, 1]
@@ -622,6 +704,8 @@ class DocREModel(DocREPreTrainedModel):
         mention_index=None,
         pair_index=None,
         labels=None,
+        mention_end=None,
+        teacher_logits=None,
         output_context_weights=False,
         output_entity_embeddings=False,
         return_dict=None,
@@ -635,6 +719,10 @@ class DocREModel(DocREPreTrainedModel):
             pair_index (`torch.LongTensor` of shape `[B, P, 2]`): (head, tail) entity ids, -1 = pad.
             labels (`torch.FloatTensor` of shape `[B, P, R]`, *optional*): multi-hot relations, column 0 = NA;
                 padded pairs are -100.
+            mention_end (`torch.LongTensor` of shape `[B, E, M]`, *optional*): token after each mention's last
+                token; needed by `mention_representation="span"`.
+            teacher_logits (`torch.FloatTensor` of shape `[B, P, R]`, *optional*): a teacher's logits for the same
+                pairs; adds the distillation loss (`config.distillation_loss`, KD-DocRE Eq. 12-13).
             output_context_weights (`bool`): also return the LOP weights [B, P, L].
             output_entity_embeddings (`bool`): also return the pooled entity embeddings [B, E, D].
         Returns:
@@ -645,42 +733,65 @@ class DocREModel(DocREPreTrainedModel):
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
         config = self.config
-        use_context = config.use_context_pooling
+        use_context = config.use_context_pooling and config.pair_head == "group_bilinear"
         encoded = self.encode(input_ids, attention_mask, mention_index, need_attention=use_context)
         sequence_output = encoded.sequence_output
-        hidden = sequence_output.shape[-1]
 
-        entity_embeddings = self.pool_entities(sequence_output, mention_index)  # [B, E, D]
+        entity_embeddings = self.pool_entities(sequence_output, mention_index, mention_end)  # [B, E, D]
         pair_mask = (pair_index[..., 0] >= 0) & (pair_index[..., 1] >= 0)  # [B, P]
         pair_batch, pair_slot = pair_mask.nonzero(as_tuple=True)  # the N real pairs
         heads = pair_index[pair_batch, pair_slot, 0]
         tails = pair_index[pair_batch, pair_slot, 1]
 
-        # W [h; c] = W_entity h + W_context c: the entity half is computed once per entity, not once per pair.
-        entities = self.dropout(entity_embeddings)
-        head_entity = nn.functional.linear(entities, self.head_extractor.weight[:, :hidden])[pair_batch, heads]
-        tail_entity = nn.functional.linear(entities, self.tail_extractor.weight[:, :hidden])[pair_batch, tails]
-        head_repr = head_entity + self.head_extractor.bias
-        tail_repr = tail_entity + self.tail_extractor.bias
         context_weights = None
-        if use_context:
-            context_weights, context = self.localized_context(sequence_output, encoded.entity_attention, pair_index, pair_mask)
-            context = self.dropout(context[pair_batch, pair_slot])  # [N, D]
-            head_repr = head_repr + nn.functional.linear(context, self.head_extractor.weight[:, hidden:])
-            tail_repr = tail_repr + nn.functional.linear(context, self.tail_extractor.weight[:, hidden:])
-        real_logits = self.bilinear(torch.tanh(head_repr), torch.tanh(tail_repr))  # [N, R]
+        entities = self.dropout(entity_embeddings)
+        if config.pair_head == "group_bilinear":
+            # W [h; c] = W_entity h + W_context c: the entity half is computed once per entity, not once per pair.
+            hidden = sequence_output.shape[-1]
+            head_entity = nn.functional.linear(entities, self.head_extractor.weight[:, :hidden])[pair_batch, heads]
+            tail_entity = nn.functional.linear(entities, self.tail_extractor.weight[:, :hidden])[pair_batch, tails]
+            head_repr = head_entity + self.head_extractor.bias
+            tail_repr = tail_entity + self.tail_extractor.bias
+            if use_context:
+                context_weights, context = self.localized_context(sequence_output, encoded.entity_attention, pair_index, pair_mask)
+                context = self.dropout(context[pair_batch, pair_slot])  # [N, D]
+                head_repr = head_repr + nn.functional.linear(context, self.head_extractor.weight[:, hidden:])
+                tail_repr = tail_repr + nn.functional.linear(context, self.tail_extractor.weight[:, hidden:])
+            real_logits = self.bilinear(torch.tanh(head_repr), torch.tanh(tail_repr))  # [N, R] (or [N, d] with axial)
+            if config.axial_attention:
+                pair_repr = self.axial_attention(real_logits, pair_batch, heads, tails, *entity_embeddings.shape[:2])
+                real_logits = self.classifier(pair_repr)
+        else:
+            projected = self.projection(entities)  # [B, E, emb_size]
+            real_logits = self.bilinear(projected[pair_batch, heads], projected[pair_batch, tails])
+        if config.two_step:
+            if self.existence_encoder is None:
+                existence_entities = entities
+            else:
+                existence_sequence = self.encode(input_ids, attention_mask, mention_index, need_attention=False,
+                                                 encoder=self.existence_encoder).sequence_output
+                existence_entities = self.dropout(self.pool_entities(existence_sequence, mention_index, mention_end))
+            projected = self.existence_projection(existence_entities)
+            exists = self.existence_bilinear(projected[pair_batch, heads], projected[pair_batch, tails])  # [N, 1]
+            real_logits = torch.cat([-exists, real_logits[:, 1:]], dim=-1)  # column 0: the no-relation logit
 
         logits = real_logits.new_full((*pair_mask.shape, config.num_relations), PAD_RELATION_LOGIT)
         logits[..., 0] = 0.0
         logits = logits.index_put((pair_batch, pair_slot), real_logits)
 
+        distillation = None
+        if teacher_logits is not None:
+            per_pair = distillation_pair_loss(real_logits, teacher_logits[pair_batch, pair_slot], config.distillation_loss)
+            distillation = per_pair.new_zeros(pair_mask.shape).index_put((pair_batch, pair_slot), config.distillation_weight * per_pair)
         loss = pair_loss = None
         if labels is not None:
             real_labels = labels[pair_batch, pair_slot].float()
             labeled = (real_labels[:, 0] != -100).to(real_logits.dtype)
-            per_pair = PAIR_LOSSES[config.loss](real_logits, real_labels.clamp(min=0)) * labeled
+            per_pair = relation_loss_fn(config, training=self.training)(real_logits, real_labels.clamp(min=0)) * labeled
             pair_loss = per_pair.new_zeros(pair_mask.shape).index_put((pair_batch, pair_slot), per_pair)
-            loss = per_pair.sum() / labeled.sum().clamp(min=1)
+            if distillation is not None:
+                pair_loss = pair_loss + distillation * pair_mask.to(distillation.dtype)
+            loss = pair_loss.sum() / labeled.sum().clamp(min=1)
 
         return DocREModelOutput(
             loss=loss,
@@ -688,16 +799,21 @@ class DocREModel(DocREPreTrainedModel):
             context_weights=context_weights if output_context_weights else None,
             entity_embeddings=entity_embeddings if output_entity_embeddings else None,
             pair_loss=pair_loss,
+            distillation_loss=distillation,
         )
 
     # -- decoding ----------------------------------------------------------------------------------------------------
+
+    def relation_scores(self, logits):
+        """[..., R] probability of each relation (see `losses_docre.relation_scores`)."""
+        return relation_scores(logits, self.config.decoding)
 
     def decode(self, logits):
         """[..., R] logits -> [..., R] bool predictions (column 0 = NA), with the config's threshold and top-k."""
         config = self.config
         return decode_relations(
             logits,
-            loss=config.loss,
+            loss=config.decoding,
             global_threshold=config.global_threshold,
             max_relations_per_pair=config.max_relations_per_pair,
         )
@@ -705,7 +821,10 @@ class DocREModel(DocREPreTrainedModel):
     def tune_global_threshold(self, logits, labels, candidates=None):
         """Set `config.global_threshold` (used with `loss="bce"`) to the value that maximises F1 on dev logits and
         labels ([..., R]); returns `(threshold, f1)`."""
-        threshold, f1 = tune_global_threshold(logits, labels, candidates, self.config.max_relations_per_pair)
+        decoding = self.config.decoding
+        if decoding == "threshold_class":
+            raise ValueError("tune_global_threshold is for BCE and two-step heads; ATL/AFL heads learn their threshold.")
+        threshold, f1 = tune_global_threshold(logits, labels, candidates, self.config.max_relations_per_pair, decoding)
         self.config.global_threshold = threshold
         return threshold, f1
 

@@ -19,7 +19,7 @@ import re
 import torch
 from transformers import Pipeline
 
-from .losses_docre import decode_relations
+from .losses_docre import decode_relations, relation_scores
 from .processing_docre import DocREDataCollator, DocREFeaturizer, feature_pairs
 
 _WORD = re.compile(r"\w+|[^\w\s]")
@@ -93,7 +93,10 @@ class DocumentRelationExtractionPipeline(Pipeline):
         tokenizer = tokenizer if tokenizer is not None else getattr(model, "tokenizer", None)
         super().__init__(model, tokenizer=tokenizer, **kwargs)
         self.model.eval()  # pipeline() does not do it
-        self.featurizer = DocREFeaturizer(self.tokenizer, label2id=None, entity_marker=model.config.entity_marker)
+        self.featurizer = DocREFeaturizer(
+            self.tokenizer, label2id=None, entity_marker=model.config.entity_marker,
+            mention_spans=getattr(model.config, "mention_representation", "start") == "span",
+        )
         self.collator = DocREDataCollator(self.tokenizer.pad_token_id, model.config.num_relations)
 
     def _sanitize_parameters(self, max_relations_per_pair=None, threshold=None, return_context=None,
@@ -151,11 +154,8 @@ class DocumentRelationExtractionPipeline(Pipeline):
         k = config.max_relations_per_pair if max_relations_per_pair is None else max_relations_per_pair
         threshold = config.global_threshold if threshold is None else threshold
         logits = model_outputs["logits"].float()
-        predicted = decode_relations(logits, config.loss, threshold, k)
-        if config.loss == "atl":
-            scores = torch.sigmoid(logits - logits[..., :1])
-        else:
-            scores = torch.sigmoid(logits)
+        predicted = decode_relations(logits, config.decoding, threshold, k)
+        scores = relation_scores(logits, config.decoding)
         relation_of = {i: (config.relation_names.get(code, code) if config.relation_names else code, code)
                        for i, code in config.id2label.items()}
         inputs = model_outputs["inputs"]

@@ -10,6 +10,8 @@ Features of one document (compact, so `datasets` stores them cheaply):
 - `title`: the document's title (metadata; the collator ignores it);
 - `input_ids`: list[int], the whole document with markers and special tokens (never truncated);
 - `mention_index`: list (per entity) of lists of token indices of each mention's start marker;
+- `mention_end` (with `mention_spans=True`): the same nesting, the token after each mention's last token (so a
+  mention's tokens are `mention_index` to `mention_end`, its start marker included when there are markers);
 - `pair_index`: only when the document restricts the pairs to score (`candidate_pairs`, as in CDR/GDA): list of
   [head, tail] entity ids. Absent (or None) means all ordered pairs h != t, row-major (`all_ordered_pairs`); the
   collator builds those from the entity count, so the common case stores nothing per pair;
@@ -141,16 +143,19 @@ class DocREFeaturizer:
             which case a mention is represented by its first sub-token.
         cache_words: reuse word pieces across documents (default). The cache is not pickled, so `datasets.map`
             fingerprints stay stable.
+        mention_spans: also give `mention_end` (for `mention_representation="span"`).
         max_cached_words: the cache is emptied when it grows past this many words.
     """
 
-    def __init__(self, tokenizer, label2id=None, entity_marker="*", cache_words=True, max_cached_words=1_000_000):
+    def __init__(self, tokenizer, label2id=None, entity_marker="*", cache_words=True, max_cached_words=1_000_000,
+                 mention_spans=False):
         if not getattr(tokenizer, "is_fast", False):
             raise ValueError("DocREFeaturizer needs a fast tokenizer (word alignment comes from the tokenizers library).")
         self.tokenizer = tokenizer
         self.label2id = dict(label2id) if label2id is not None else None
         self.entity_marker = entity_marker
         self.cache_words = cache_words
+        self.mention_spans = mention_spans
         self.max_cached_words = max_cached_words
         self._pieces = {}
         self._special = None
@@ -166,6 +171,7 @@ class DocREFeaturizer:
         tokenizer = tokenizer if tokenizer is not None else model.tokenizer
         if tokenizer is None:
             raise ValueError("The model has no tokenizer attached; pass `tokenizer=`.")
+        kwargs.setdefault("mention_spans", getattr(model.config, "mention_representation", "start") == "span")
         return cls(tokenizer, label2id=model.config.label2id, entity_marker=model.config.entity_marker, **kwargs)
 
     # -- validation ------------------------------------------------------------------------------------------------
@@ -209,30 +215,33 @@ class DocREFeaturizer:
         return self._backend
 
     def _tokenize(self, words):
-        """input_ids of the word sequence with special tokens, and the first token of every word ([len(words)])."""
+        """input_ids of the word sequence with special tokens, and the first token of every word plus, last, the
+        position after the last word ([len(words) + 1])."""
         if not self.cache_words:
             # verbose=False: the model windows long documents, so the tokenizer's "too long" warning does not apply.
             encoding = self.tokenizer(words, is_split_into_words=True, add_special_tokens=True, truncation=False, verbose=False)
             input_ids = list(encoding["input_ids"])
             word_ids = np.array([-1 if w is None else w for w in encoding.word_ids()], dtype=np.int64)
-            first_token = np.full(len(words) + 1, len(input_ids))
             real = word_ids >= 0
+            content_end = int(np.flatnonzero(real)[-1]) + 1 if real.any() else len(input_ids)
+            first_token = np.full(len(words) + 1, content_end)
             unique_words, first = np.unique(word_ids[real], return_index=True)
             first_token[unique_words] = np.flatnonzero(real)[first]
             # A word the tokenizer drops entirely (e.g. a lone control character) takes the next word's first token.
-            first_token = np.minimum.accumulate(first_token[::-1])[::-1][:-1]
+            first_token = np.minimum.accumulate(first_token[::-1])[::-1]
         else:
             self._cache_pieces(words)
             prefix, suffix = self._special_tokens()
             pieces = [self._pieces[word] for word in words]
             lengths = np.fromiter(map(len, pieces), dtype=np.int64, count=len(pieces))
             # The first token of a word with no pieces is then the next word's first token, as above.
-            first_token = len(prefix) + np.cumsum(lengths) - lengths
+            ends = len(prefix) + np.cumsum(lengths)
+            first_token = np.concatenate([ends - lengths, ends[-1:] if len(ends) else [len(prefix)]])
             input_ids = list(prefix)
             for word_pieces in pieces:
                 input_ids += word_pieces
             input_ids += suffix
-        return input_ids, np.minimum(first_token, len(input_ids) - 1)
+        return input_ids, first_token
 
     # -- featurization ---------------------------------------------------------------------------------------------
 
@@ -252,6 +261,7 @@ class DocREFeaturizer:
                 ends.setdefault(mention["sent_id"], set()).add(mention["pos"][1])
         words = []
         start_word = {}  # (sent_id, word) -> index in `words` of the word that represents a mention start
+        end_word = {}  # (sent_id, end) -> index in `words` of the word after a mention ending there
         for s, sentence in enumerate(sents):
             sentence_starts = starts.get(s)
             if sentence_starts is None and (marker is None or s not in ends):
@@ -263,6 +273,7 @@ class DocREFeaturizer:
             for boundary in sorted(sentence_starts | sentence_ends):
                 words.extend(sentence[previous:boundary])
                 if boundary in sentence_ends:
+                    end_word[(s, boundary)] = len(words)
                     words.append(marker)
                 if boundary in sentence_starts:
                     start_word[(s, boundary)] = len(words)
@@ -273,8 +284,15 @@ class DocREFeaturizer:
 
         input_ids, first_token = self._tokenize(words)
         first_token = first_token.tolist()
-        mention_index = [[first_token[start_word[(m["sent_id"], m["pos"][0])]] for m in mentions] for mentions in entities]
+        last = len(input_ids) - 1
+        mention_index = [[min(first_token[start_word[(m["sent_id"], m["pos"][0])]], last) for m in mentions] for mentions in entities]
         features = {"title": document.get("title"), "input_ids": input_ids, "mention_index": mention_index}
+        if self.mention_spans:
+            if marker is None:  # the word after the mention: the next sentence's first word, or the end
+                offsets = np.cumsum([0] + [len(sentence) for sentence in sents]).tolist()
+                features["mention_end"] = [[first_token[offsets[m["sent_id"]] + m["pos"][1]] for m in mentions] for mentions in entities]
+            else:
+                features["mention_end"] = [[first_token[end_word[(m["sent_id"], m["pos"][1])]] for m in mentions] for mentions in entities]
         candidates = document.get("candidate_pairs")
         if candidates is not None:
             features["pair_index"] = [list(pair) for pair in candidates]
@@ -350,7 +368,8 @@ class DocREDataCollator:
     """Pads compact per-document features into the model's batch tensors.
 
     Returns `input_ids`, `attention_mask` [B, L]; `mention_index` [B, E, M] (-1 pad); `pair_index` [B, P, 2]
-    (-1 pad; all ordered pairs of a feature without its own `pair_index`); and, when every feature has `labels`, multi-hot `labels` [B, P, R] with padded pairs -100.
+    (-1 pad; all ordered pairs of a feature without its own `pair_index`); `mention_end` [B, E, M] and
+    `teacher_logits` [B, P, R] when every feature has them; and, when every feature has `labels`, multi-hot `labels` [B, P, R] with padded pairs -100.
 
     Args:
         pad_token_id: the tokenizer's pad id.
@@ -378,12 +397,17 @@ class DocREDataCollator:
         attention_mask = torch.zeros((batch_size, length), dtype=torch.long)
         mention_index = torch.full((batch_size, num_entities, num_mentions), -1, dtype=torch.long)
         pair_index = torch.full((batch_size, num_pairs, 2), -1, dtype=torch.long)
+        with_ends = all(f.get("mention_end") is not None for f in features)
+        mention_end = torch.full((batch_size, num_entities, num_mentions), -1, dtype=torch.long) if with_ends else None
         for b, feature in enumerate(features):
             ids = torch.as_tensor(feature["input_ids"], dtype=torch.long)
             input_ids[b, : len(ids)] = ids
             attention_mask[b, : len(ids)] = 1
             for e, mentions in enumerate(feature["mention_index"]):
                 mention_index[b, e, : len(mentions)] = torch.as_tensor(mentions, dtype=torch.long)
+            if with_ends:
+                for e, ends in enumerate(feature["mention_end"]):
+                    mention_end[b, e, : len(ends)] = torch.as_tensor(ends, dtype=torch.long)
             if len(pair_lists[b]):
                 pair_index[b, : len(pair_lists[b])] = torch.from_numpy(pair_lists[b])
         batch = {
@@ -392,6 +416,17 @@ class DocREDataCollator:
             "mention_index": mention_index,
             "pair_index": pair_index,
         }
+        if with_ends:
+            batch["mention_end"] = mention_end
+        if all(f.get("teacher_logits") is not None for f in features):
+            # A teacher's logits, stored flat ([P * R] per document, see hf_docre.distillation).
+            teacher = torch.zeros(batch_size, num_pairs, self.num_relations)
+            for b, feature in enumerate(features):
+                values = torch.as_tensor(np.asarray(feature["teacher_logits"], dtype=np.float32)).view(-1, self.num_relations)
+                if len(values) != len(pair_lists[b]):
+                    raise ValueError(f"document {feature.get('title')!r}: teacher_logits has {len(values)} pairs, the feature {len(pair_lists[b])}")
+                teacher[b, : len(values)] = values
+            batch["teacher_logits"] = teacher
         if all(f.get("labels") is not None for f in features):
             labels = torch.full((batch_size, num_pairs, self.num_relations), -100.0)
             for b, feature in enumerate(features):

@@ -16,7 +16,7 @@
 import numpy as np
 import torch
 
-from .losses_docre import PAIR_LOSSES, decode_relations
+from .losses_docre import decode_relations, relation_loss_fn
 from .metrics import score_docred
 from .processing_docre import feature_pairs
 
@@ -31,17 +31,22 @@ class DocRELoss:
     of the mean over every pair it saw — the model's own loss on the concatenated batch.
     """
 
-    def __init__(self, loss="atl"):
-        self.pair_loss = PAIR_LOSSES[loss]
+    def __init__(self, config, model=None):
+        self.config = config
+        self.model = model  # read for `training` (two-step samples NA pairs in training only)
 
     @classmethod
     def from_model(cls, model):
-        return cls(model.config.loss)
+        return cls(model.config, model)
 
     def __call__(self, outputs, labels, num_items_in_batch=None):
         logits = outputs["logits"] if isinstance(outputs, dict) else outputs.logits
         real = labels[..., 0] != -100
-        per_pair = self.pair_loss(logits[real], labels[real].to(logits.dtype))
+        training = self.model.training if self.model is not None else True
+        per_pair = relation_loss_fn(self.config, training)(logits[real], labels[real].to(logits.dtype))
+        distillation = outputs.get("distillation_loss") if isinstance(outputs, dict) else outputs.distillation_loss
+        if distillation is not None:  # the model computed it from the `teacher_logits` input
+            per_pair = per_pair + distillation[real]
         if num_items_in_batch is None:
             return per_pair.sum() / real.sum().clamp(min=1)
         num_pairs = num_items_in_batch / labels.shape[-1]
@@ -106,7 +111,7 @@ class DocREMetrics:
         def decode(logits, labels):
             logits = logits[0] if isinstance(logits, (tuple, list)) else logits
             return decode_relations(
-                logits.float(), config.loss, config.global_threshold, config.max_relations_per_pair
+                logits.float(), config.decoding, config.global_threshold, config.max_relations_per_pair
             ).to(torch.int8)
 
         return decode

@@ -19,6 +19,7 @@ from hf_docre import (
     adaptive_thresholding_loss,
     plan_windows,
 )
+from hf_docre.modeling_docre import LAST_LAYER_ATTENTION
 from hf_docre.processing_docre import feature_pairs, num_feature_pairs
 
 
@@ -68,7 +69,7 @@ def test_attention_hook_matches_eager_and_materialises_only_the_last_layer(model
         try:
             eager = model.encoder(input_ids=ids, attention_mask=mask, output_attentions=True)
         finally:
-            model._setup_attention()
+            model.encoder.set_attn_implementation(LAST_LAYER_ATTENTION)
     assert len(hooked.attentions) == 1  # sdpa layers return no weights
     assert torch.allclose(hooked.attentions[-1], eager.attentions[-1], atol=1e-6)
     assert torch.allclose(hooked.last_hidden_state, eager.last_hidden_state, atol=1e-5)
