@@ -56,8 +56,10 @@ class DocRELoss:
 
 
 def param_groups(model, encoder_lr=5e-5, head_lr=1e-4, weight_decay=0.0):
-    """Two parameter groups with the papers' learning-rate split: the encoder and everything else (the head)."""
-    encoder_ids = {id(p) for p in model.encoder.parameters()}
+    """Two parameter groups with the papers' learning-rate split: the encoder(s) and everything else (the head).
+    A two-step model's step-1 encoder counts as an encoder."""
+    encoders = [model.encoder] + [m for m in [getattr(model, "existence_encoder", None)] if m is not None]
+    encoder_ids = {id(p) for encoder in encoders for p in encoder.parameters()}
     encoder = [p for p in model.parameters() if p.requires_grad and id(p) in encoder_ids]
     head = [p for p in model.parameters() if p.requires_grad and id(p) not in encoder_ids]
     return [

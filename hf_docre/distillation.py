@@ -1,0 +1,144 @@
+"""Knowledge distillation for DocRE (KD-DocRE, Tan et al. 2022, Sec. 2.2.3).
+
+Three stages, each a stock-Trainer run:
+
+1. train a teacher on the annotated data (any DocRE model, e.g. `method="kd-docre"`);
+2. `write_teacher_logits(teacher, distant_features, folder)` stores the teacher's logits for every pair of the
+   (distantly supervised) documents, next to their features, in parquet shards. It works shard by shard, so a
+   stopped run resumes where it stopped, and nothing is held in memory: `load_teacher_logits(folder)` gives a
+   memory-mapped `datasets.Dataset`. Train the student on it: the collator turns the stored `teacher_logits`
+   column into a [B, P, R] tensor, the model adds the distillation loss (MSE by default, `config.distillation_loss`)
+   to the relation loss on the distant labels (Eq. 13: L = L_KD + L_RE);
+3. fine-tune the student on the annotated data (features without `teacher_logits`).
+
+`examples/run_docre.py --teacher_model_name_or_path ... --teacher_logits_dir ...` runs stage 2 from the command line.
+"""
+
+import json
+import os
+
+import numpy as np
+import torch
+
+from .processing_docre import DocREDataCollator, num_feature_pairs
+
+MANIFEST = "teacher_logits.json"
+
+
+def _shard_path(folder, shard, num_shards):
+    return os.path.join(folder, f"teacher-{shard:05d}-of-{num_shards:05d}.parquet")
+
+
+def write_teacher_logits(teacher, features, output_dir, batch_size=8, shard_size=512, dtype="float16", progress=True):
+    """Store a teacher's logits for every pair of `features`, with the features, as parquet shards.
+
+    Args:
+        teacher: a trained DocRE model (its tokenizer made `features`).
+        features: a list or `datasets.Dataset` of DocRE features (from `DocREFeaturizer`), labels optional.
+        output_dir: folder of the shards and a manifest. Shards already there are kept (the run resumes); a
+            manifest from a different teacher, feature count or shard size is an error.
+        shard_size: documents per shard, the unit of resumption.
+        dtype: `"float16"` (half the disk) or `"float32"`.
+    Returns:
+        `load_teacher_logits(output_dir)`.
+    """
+    from datasets import Dataset, Features, List, Value
+
+    os.makedirs(output_dir, exist_ok=True)
+    num_features = len(features)
+    num_shards = max(1, -(-num_features // shard_size))
+    manifest = {
+        "teacher": str(getattr(teacher.config, "_name_or_path", "")),
+        "num_relations": teacher.config.num_relations,
+        "num_features": num_features,
+        "shard_size": shard_size,
+        "num_shards": num_shards,
+        "dtype": dtype,
+    }
+    manifest_path = os.path.join(output_dir, MANIFEST)
+    if os.path.exists(manifest_path):
+        with open(manifest_path) as f:
+            existing = json.load(f)
+        if existing != manifest:
+            raise ValueError(
+                f"{output_dir} holds teacher logits of another run ({existing}); this run would write {manifest}. "
+                "Use an empty folder."
+            )
+    else:
+        with open(manifest_path, "w") as f:
+            json.dump(manifest, f, indent=2)
+
+    collator = DocREDataCollator(teacher.tokenizer.pad_token_id if teacher.tokenizer is not None else 0, teacher.config.num_relations)
+    device = next(teacher.parameters()).device
+    was_training = teacher.training
+    teacher.eval()
+    bar = None
+    if progress:
+        from transformers.utils.logging import tqdm
+
+        bar = tqdm(total=num_shards, desc="teacher logits (shards)", unit="shard")
+    try:
+        for shard in range(num_shards):
+            path = _shard_path(output_dir, shard, num_shards)
+            if not os.path.exists(path):
+                start, stop = shard * shard_size, min(num_features, (shard + 1) * shard_size)
+                rows = [dict(features[i]) for i in range(start, stop)]
+                stored = []
+                for first in range(0, len(rows), batch_size):
+                    chunk = rows[first : first + batch_size]
+                    batch = collator([{k: v for k, v in row.items() if k not in ("labels", "teacher_logits")} for row in chunk])
+                    batch = {k: v.to(device) for k, v in batch.items()}
+                    with torch.inference_mode():
+                        logits = teacher(**batch).logits.float().cpu().numpy()
+                    for b, row in enumerate(chunk):
+                        stored.append(logits[b, : num_feature_pairs(row)].astype(dtype).reshape(-1))
+                for row, values in zip(rows, stored):
+                    row["teacher_logits"] = values
+                keys = list(dict.fromkeys(key for row in rows for key in row))
+                rows = [{key: row.get(key) for key in keys} for row in rows]
+                schema = _schema(keys, dtype, Features, List, Value)
+                temporary = path + ".partial"
+                Dataset.from_list(rows, features=schema).to_parquet(temporary)
+                os.replace(temporary, path)  # a shard is there whole or not at all
+            if bar is not None:
+                bar.update(1)
+    finally:
+        if bar is not None:
+            bar.close()
+        teacher.train(was_training)
+    return load_teacher_logits(output_dir)
+
+
+def _schema(keys, dtype, Features, List, Value):
+    columns = {
+        "title": Value("string"),
+        "input_ids": List(Value("int32")),
+        "mention_index": List(List(Value("int32"))),
+        "mention_end": List(List(Value("int32"))),
+        "pair_index": List(List(Value("int32"))),
+        "labels": List(List(Value("int32"))),
+        "teacher_logits": List(Value(dtype)),
+    }
+    unknown = [key for key in keys if key not in columns]
+    if unknown:
+        raise ValueError(f"write_teacher_logits: unexpected feature columns {unknown}")
+    return Features({key: columns[key] for key in keys})
+
+
+def load_teacher_logits(output_dir, cache_dir=None):
+    """The stored features with their `teacher_logits` column, as a memory-mapped `datasets.Dataset` in the
+    original order. Raises if the run that wrote them has not finished."""
+    from datasets import Dataset
+
+    with open(os.path.join(output_dir, MANIFEST)) as f:
+        manifest = json.load(f)
+    paths = [_shard_path(output_dir, shard, manifest["num_shards"]) for shard in range(manifest["num_shards"])]
+    missing = [os.path.basename(p) for p in paths if not os.path.exists(p)]
+    if missing:
+        raise FileNotFoundError(f"{output_dir}: {len(missing)} shard(s) not written yet ({missing[:3]} ...); run write_teacher_logits again to finish")
+    return Dataset.from_parquet(paths, cache_dir=cache_dir)
+
+
+def teacher_logits_of(row, num_relations):
+    """[P, R] float32 array of one stored row's teacher logits."""
+    return np.asarray(row["teacher_logits"], dtype=np.float32).reshape(-1, num_relations)
