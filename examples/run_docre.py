@@ -7,6 +7,12 @@ A new model from any encoder:
         --dataset_config redocred --do_train --do_eval --do_predict --output_dir atlop-roberta \\
         --num_train_epochs 30 --per_device_train_batch_size 4 --learning_rate 5e-5 --head_learning_rate 1e-4
 
+Other methods: `--method bert-baseline | two-step | kd-docre` (options such as `--loss` or `--focal_gamma` override
+the method's preset). Knowledge distillation (KD-DocRE): train a teacher, then train the student on distantly
+supervised data with `--teacher_model_name_or_path teacher --train_split train_distant` (the teacher's logits are
+stored under `--teacher_logits_dir`, resumably), then fine-tune it on the annotated data with
+`--model_name_or_path student`.
+
 Local DocRED-format files instead of a builder config: `--train_file`, `--validation_file`, `--test_file`
 (`--validation_holdout N` keeps the last N training documents for evaluation). Continue training a saved model:
 `--model_name_or_path path/to/saved`. Runs unchanged under `torchrun --nproc_per_node=N`.
@@ -27,7 +33,8 @@ from transformers import HfArgumentParser, Trainer, TrainingArguments, set_seed
 from hf_docre import DocREDataCollator, DocREFeaturizer, DocREModel
 from hf_docre.data import load_docred, write_submission
 from hf_docre.model_card import DocREModelCardCallback, DocREModelCardData, push_to_hub, save_with_card
-from hf_docre.training import DocRELoss, DocREMetrics, optimizer_cls_and_kwargs, predictions_to_official
+from hf_docre.distillation import write_teacher_logits
+from hf_docre.training import DocRELoss, DocREMetrics, optimizer_cls_and_kwargs, predictions_to_official, tune_threshold
 
 logger = logging.getLogger(__name__)
 
@@ -37,13 +44,26 @@ class ModelArguments:
     model_name_or_path: str = field(metadata={"help": "An encoder (Hub id or folder) for a new model, or a saved DocRE model."})
     relations_file: str | None = field(default=None, metadata={"help": "rel_info.json-style {code: name} map (new models)."})
     head_learning_rate: float = field(default=1e-4, metadata={"help": "Learning rate of the head; --learning_rate is the encoder's."})
-    loss: str = field(default="atl", metadata={"help": "atl (adaptive thresholding) or bce."})
-    mention_pooling: str = field(default="logsumexp")
-    use_context_pooling: bool = field(default=True)
-    emb_size: int = field(default=768)
-    block_size: int = field(default=64)
-    max_relations_per_pair: int = field(default=4)
+    method: str = field(default="atlop", metadata={"help": "atlop, bert-baseline, two-step or kd-docre (new models). The options "
+                                                            "below override the method's preset when given."})
+    loss: str | None = field(default=None, metadata={"help": "atl (adaptive thresholding), bce or afl (adaptive focal)."})
+    mention_pooling: str | None = field(default=None)
+    use_context_pooling: bool | None = field(default=None)
+    emb_size: int | None = field(default=None)
+    block_size: int | None = field(default=None)
+    max_relations_per_pair: int | None = field(default=None)
     window_stride: int | None = field(default=None)
+    focal_gamma: float | None = field(default=None, metadata={"help": "Adaptive focal loss gamma (paper 0.5)."})
+    focal_positive_weight: str | None = field(default=None, metadata={"help": "paper ((1-P)^gamma) or released_code (1 + (1-P)^gamma)."})
+    negative_sampling_ratio: float | None = field(default=None, metadata={"help": "Two-step: NA pairs per related pair in step 1 (3)."})
+    two_step_shared_encoder: bool | None = field(default=None)
+    distillation_loss: str | None = field(default=None, metadata={"help": "mse (paper) or kl."})
+    tune_threshold: bool = field(default=True, metadata={"help": "BCE and two-step heads: after training, set the global threshold "
+                                                                 "that maximises F1 on the evaluation data (as the papers do on dev)."})
+    teacher_model_name_or_path: str | None = field(default=None, metadata={"help": "Knowledge distillation (KD-DocRE): a trained "
+                                                                                   "teacher whose logits on the training data the student learns from."})
+    teacher_logits_dir: str | None = field(default=None, metadata={"help": "Where the teacher's logits are stored (resumable); "
+                                                                           "default: <output_dir>/teacher_logits."})
 
 
 @dataclass
@@ -88,12 +108,11 @@ def build_model(model_args):
     if not model_args.relations_file:
         raise ValueError("A new model needs --relations_file (a rel_info.json-style {code: name} map).")
     relations = json.load(open(model_args.relations_file))
-    options = dict(loss=model_args.loss, mention_pooling=model_args.mention_pooling, use_context_pooling=model_args.use_context_pooling,
-                   emb_size=model_args.emb_size, block_size=model_args.block_size,
-                   max_relations_per_pair=model_args.max_relations_per_pair)
-    if model_args.window_stride:
-        options["window_stride"] = model_args.window_stride
-    return DocREModel.from_encoder(path, relations=relations, **options)
+    names = ("loss", "mention_pooling", "use_context_pooling", "emb_size", "block_size", "max_relations_per_pair",
+             "window_stride", "focal_gamma", "focal_positive_weight", "negative_sampling_ratio", "two_step_shared_encoder",
+             "distillation_loss")
+    options = {name: getattr(model_args, name) for name in names if getattr(model_args, name) is not None}
+    return DocREModel.from_encoder(path, relations=relations, method=model_args.method, **options)
 
 
 def main():
@@ -118,6 +137,16 @@ def main():
     features = {split: featurizer.featurize(docs) for split, docs in documents.items()}
     train_documents = documents.get(data_args.train_split)
     eval_split = data_args.validation_split
+    train_features = features.get(data_args.train_split)
+    if model_args.teacher_model_name_or_path and training_args.do_train:
+        # Knowledge distillation: the teacher's logits on the training documents, computed once (by the main
+        # process; resumable shard by shard) and read from disk by every process.
+        folder = model_args.teacher_logits_dir or os.path.join(training_args.output_dir, "teacher_logits")
+        with training_args.main_process_first(desc="teacher logits"):
+            teacher = DocREModel.from_pretrained(model_args.teacher_model_name_or_path).to(training_args.device)
+            train_features = write_teacher_logits(teacher, train_features, folder, batch_size=training_args.per_device_eval_batch_size)
+            del teacher
+        logger.info("Distilling from %s: %d training documents with teacher logits in %s", model_args.teacher_model_name_or_path, len(train_features), folder)
 
     # Our push writes the whole folder and the card; the stock push would overwrite README.md.
     push, training_args.push_to_hub = training_args.push_to_hub, False
@@ -132,7 +161,7 @@ def main():
         model=model,
         args=training_args,
         data_collator=DocREDataCollator.from_model(model),
-        train_dataset=features.get(data_args.train_split) if training_args.do_train else None,
+        train_dataset=train_features if training_args.do_train else None,
         eval_dataset=features.get(eval_split) if training_args.do_eval else None,
         compute_loss_func=DocRELoss.from_model(model),
         optimizer_cls_and_kwargs=optimizer_cls_and_kwargs(model, training_args.learning_rate, model_args.head_learning_rate, training_args.weight_decay),
@@ -143,6 +172,9 @@ def main():
 
     if training_args.do_train:
         result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+        if model_args.tune_threshold and model.config.decoding != "threshold_class" and eval_split in features:
+            threshold, f1 = tune_threshold(model, features[eval_split], DocREDataCollator.from_model(model), training_args.per_device_eval_batch_size)
+            logger.info("Global threshold tuned on %s: %.1f (pair-relation F1 %.4f)", eval_split, threshold, f1)
         trainer.save_model()  # DocREModel.save_pretrained: safetensors, config, code, pipeline, tokenizer
         trainer.log_metrics("train", result.metrics)
         trainer.save_metrics("train", result.metrics)

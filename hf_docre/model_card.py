@@ -16,13 +16,48 @@ from transformers import TrainerCallback
 
 TEMPLATES = Path(__file__).resolve().parents[1] / "hub_cards"
 
+WANG_2019 = (
+    "Wang et al. 2019, Fine-tune Bert for DocRED with Two-step Process",
+    "@article{wang2019finetune,\n  title={Fine-tune Bert for DocRED with Two-step Process},\n"
+    "  author={Wang, Hong and Focke, Christfried and Sylvester, Rob and Mishra, Nilesh and Wang, William},\n"
+    "  journal={arXiv preprint arXiv:1909.11898},\n  year={2019}\n}",
+)
+
+# method -> (name, paper, what it is, citation)
 METHODS = {
     "atlop": (
         "ATLOP",
         "Zhou et al. 2021, Document-Level Relation Extraction with Adaptive Thresholding and Localized Context Pooling",
+        "Entities are logsumexp-pooled embeddings of `*` markers around their mentions; each pair adds a context vector "
+        "pooled with the product of the two entities' attention (localized context pooling), a group bilinear layer "
+        "scores the relations, and an adaptive-thresholding loss learns a per-pair threshold class.",
         "@inproceedings{zhou2021atlop,\n  title={Document-Level Relation Extraction with Adaptive Thresholding and "
         "Localized Context Pooling},\n  author={Zhou, Wenxuan and Huang, Kevin and Ma, Tengyu and Huang, Jing},\n"
         "  booktitle={Proceedings of AAAI},\n  year={2021}\n}",
+    ),
+    "bert-baseline": (
+        "BERT baseline", WANG_2019[0],
+        "The encoder reads the whole document; an entity is the mean of its mentions' tokens, projected to a low "
+        "dimension; a bilinear layer scores every relation of a pair with binary cross-entropy, decoded with a "
+        "global threshold tuned on dev data.",
+        WANG_2019[1],
+    ),
+    "two-step": (
+        "BERT two-step", WANG_2019[0],
+        "Two models in one checkpoint: step 1 decides whether a pair has any relation (trained on all pairs, with "
+        "no-relation pairs sub-sampled 3:1 in each batch); step 2 names the relations of the pairs step 1 accepts "
+        "(trained on related pairs only). Each step is the BERT baseline's architecture.",
+        WANG_2019[1],
+    ),
+    "kd-docre": (
+        "KD-DocRE", "Tan et al. 2022, Document-Level Relation Extraction with Adaptive Focal Loss and Knowledge Distillation",
+        "ATLOP's entity and context representation, a group bilinear pair representation refined by axial attention "
+        "over the entity-pair table (row and column of each pair), a linear classifier, and the adaptive focal loss; "
+        "optionally pre-trained on distantly supervised data with a teacher's logits (knowledge distillation) and "
+        "fine-tuned on annotated data.",
+        "@inproceedings{tan2022kddocre,\n  title={Document-Level Relation Extraction with Adaptive Focal Loss and "
+        "Knowledge Distillation},\n  author={Tan, Qingyu and He, Ruidan and Bing, Lidong and Ng, Hwee Tou},\n"
+        "  booktitle={Findings of ACL},\n  year={2022}\n}",
     ),
 }
 
@@ -32,7 +67,7 @@ class DocREModelCardData:
     """What the card says. Fields left empty are filled from the model and by [`DocREModelCardCallback`]."""
 
     repo_id: str = "your-org/your-docre-model"
-    method: str = "atlop"
+    method: str | None = None  # default: the model's `config.method`
     base_model: str | None = None
     datasets: list = field(default_factory=list)
     dataset_name: str | None = None
@@ -44,6 +79,8 @@ class DocREModelCardData:
     eval_split: str = "dev"
 
     def fill_from_model(self, model):
+        if self.method is None:
+            self.method = getattr(model.config, "method", "atlop")
         if self.base_model is None:
             self.base_model = getattr(model.config.encoder, "_name_or_path", None) or model.config.encoder.model_type
         return self
@@ -80,6 +117,27 @@ class DocREModelCardCallback(TrainerCallback):
                     self.card_data.eval_results[key] = metrics[prefix + key]
 
 
+def _head_description(config):
+    if config.pair_head == "bilinear":
+        head = f"mean of the mentions' tokens, projection to {config.emb_size}, bilinear classifier"
+        if config.two_step:
+            encoder = "the shared encoder" if config.two_step_shared_encoder else "its own encoder"
+            head += f" (twice: step 1 relation / no relation with {encoder}, step 2 the relation types)"
+        head += f", binary cross-entropy, global threshold {config.global_threshold:g}"
+    else:
+        head = (f"{config.mention_pooling} mention pooling, localized context pooling {'on' if config.use_context_pooling else 'off'}, "
+                f"group bilinear {config.emb_size}/{config.block_size}")
+        if config.axial_attention:
+            head += f", axial attention over the entity-pair table ({config.pair_hidden_size or config.encoder.hidden_size} features), linear classifier"
+        if config.loss == "afl":
+            head += f", adaptive focal loss (gamma {config.focal_gamma:g}, {config.focal_positive_weight} positive weight)"
+        else:
+            head += f", {config.loss} loss"
+    if config.max_relations_per_pair > 0:
+        head += f", at most {config.max_relations_per_pair} relations per pair"
+    return head + f", windows of {config.effective_window_size} tokens"
+
+
 def _yaml(model, card):
     lines = ["library_name: transformers", f"license: {card.license}", f"language:\n- {card.language}", "tags:",
              "- document-level-relation-extraction", "- relation-extraction", f"- {card.method}", "- hf_docre"]
@@ -109,7 +167,7 @@ def _yaml(model, card):
 def render_model_card(model, card):
     """The README.md text of a model, from `hub_cards/model_card.md`."""
     card.fill_from_model(model)
-    name, paper, citation = METHODS.get(card.method, (card.method, "", ""))
+    name, paper, description, citation = METHODS.get(card.method, (card.method, "", "", ""))
     config = model.config
     if card.eval_results:
         rows = "\n".join(f"| {label} | {100 * card.eval_results[key]:.2f} |" for key, label in
@@ -117,13 +175,11 @@ def render_model_card(model, card):
         results = f"On {card.dataset_name or 'the evaluation data'} ({card.eval_split}):\n\n| metric | value |\n| --- | --- |\n{rows}"
     else:
         results = "Not evaluated yet."
-    head = (f"{config.mention_pooling} mention pooling, localized context pooling {'on' if config.use_context_pooling else 'off'}, "
-            f"group bilinear {config.emb_size}/{config.block_size}, {config.loss} loss, at most {config.max_relations_per_pair} relations per pair, "
-            f"windows of {config.effective_window_size} tokens")
+    head = _head_description(config)
     hyper = ", ".join(f"{k} {v}" for k, v in card.hyperparameters.items() if v is not None) or "not recorded"
     template = (TEMPLATES / "model_card.md").read_text(encoding="utf-8")
     return template.format(
-        yaml=_yaml(model, card), title=card.repo_id.split("/")[-1], method=name, paper=paper,
+        yaml=_yaml(model, card), title=card.repo_id.split("/")[-1], method=name, paper=paper, description=description,
         base_model=card.base_model, base_model_url=f"https://huggingface.co/{card.base_model}",
         num_relations=config.num_relations - 1, results_table=results, repo_id=card.repo_id,
         datasets_text=", ".join(card.datasets) or card.dataset_name or "DocRED-format documents",

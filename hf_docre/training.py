@@ -124,3 +124,25 @@ class DocREMetrics:
         records = predictions_to_official(predicted, self.features, self.id2label)
         scores = score_docred(records, self.documents, self.train_documents, **self.score_kwargs)
         return {key: value for key, value in scores.items() if value is not None}
+
+
+def tune_threshold(model, features, collator, batch_size=8):
+    """Set `model.config.global_threshold` (BCE and two-step heads) to the value that maximises pair-relation F1
+    on `features` (the papers tune it on dev). Batched; only the real pairs' logits are kept. Returns
+    `(threshold, f1)`."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    logits, labels = [], []
+    try:
+        for start in range(0, len(features), batch_size):
+            batch = collator([features[i] for i in range(start, min(len(features), start + batch_size))])
+            gold = batch.pop("labels")
+            with torch.inference_mode():
+                output = model(**{k: v.to(device) for k, v in batch.items()}).logits.float().cpu()
+            real = batch["pair_index"][..., 0] >= 0
+            logits.append(output[real])
+            labels.append(gold[real])
+    finally:
+        model.train(was_training)
+    return model.tune_global_threshold(torch.cat(logits), torch.cat(labels))

@@ -1,8 +1,6 @@
 """The other published methods: BERT baseline, two-step, KD-DocRE (axial attention, adaptive focal loss, distillation)."""
 
 import math
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -13,7 +11,7 @@ from transformers import Trainer, TrainingArguments
 from conftest import SMALL_HEAD, short_document
 from hf_docre import DocREConfig, DocREDataCollator, DocREFeaturizer, DocREModel
 from hf_docre.distillation import load_teacher_logits, teacher_logits_of, write_teacher_logits
-from hf_docre.losses_docre import adaptive_focal_loss, decode_relations, two_step_loss
+from hf_docre.losses_docre import adaptive_focal_loss, two_step_loss
 from hf_docre.modeling_docre import AxialPairAttention
 from hf_docre.processing_docre import feature_pairs, num_feature_pairs
 from hf_docre.training import DocRELoss, optimizer_cls_and_kwargs

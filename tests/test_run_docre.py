@@ -72,3 +72,28 @@ def test_run_docre_under_torchrun_with_two_processes(encoder_dirs, files, tmp_pa
     assert "Process rank: 0, world size: 2" in log and "Process rank: 1, world size: 2" in log
     assert "distributed training: True" in log
     check_outputs(output_dir, redocred_documents)
+
+
+@pytest.mark.slow
+def test_run_docre_methods_and_distillation(encoder_dirs, files, tmp_path, redocred_documents):
+    def run(output_dir, *extra):
+        result = subprocess.run([sys.executable, str(SCRIPT), *arguments(encoder_dirs, files, output_dir, 2), *extra],
+                                capture_output=True, text=True, timeout=600)
+        assert result.returncode == 0, result.stderr[-4000:]
+        check_outputs(output_dir, redocred_documents)
+        return result.stdout + result.stderr
+
+    # Two-step: one artefact; the global threshold is tuned on the evaluation documents after training.
+    log = run(tmp_path / "two-step", "--method", "two-step")
+    assert "Global threshold tuned on dev" in log
+    config = json.loads((tmp_path / "two-step" / "config.json").read_text())
+    assert config["method"] == "two-step" and config["two_step"] and config["entity_marker"] is None
+    assert "BERT two-step" in (tmp_path / "two-step" / "README.md").read_text()
+
+    # KD-DocRE: a teacher, then a student trained on its stored logits.
+    run(tmp_path / "teacher", "--method", "kd-docre")
+    log = run(tmp_path / "student", "--method", "kd-docre", "--teacher_model_name_or_path", str(tmp_path / "teacher"))
+    assert "Distilling from" in log
+    assert list((tmp_path / "student" / "teacher_logits").glob("teacher-*.parquet"))
+    card = (tmp_path / "student" / "README.md").read_text()
+    assert "KD-DocRE" in card and "axial attention" in card and "Tan et al. 2022" in card
