@@ -212,6 +212,19 @@ class GroupBilinear(nn.Module):
         return f"emb_size={self.emb_size}, block_size={self.block_size}, num_labels={self.weight.shape[0]}"
 
 
+class PairBilinear(nn.Bilinear):
+    """`nn.Bilinear` (same weight [R, in1, in2] and bias) computed as one matmul: x1 (W reshaped [in1, R * in2]),
+    then a product with x2. PyTorch's own bilinear backward (`_trilinear`) is an order of magnitude slower on CPU."""
+
+    def forward(self, input1, input2):
+        out_features, in1, in2 = self.weight.shape
+        projected = (input1 @ self.weight.permute(1, 0, 2).reshape(in1, out_features * in2)).view(-1, out_features, in2)
+        result = torch.einsum("nrj,nj->nr", projected, input2.reshape(-1, in2))
+        if self.bias is not None:
+            result = result + self.bias
+        return result.view(*input1.shape[:-1], out_features)
+
+
 class AxialPairAttention(nn.Module):
     """Axial attention over the n x n entity-pair table (KD-DocRE, Tan et al. 2022, Eq. 7).
 
@@ -406,12 +419,12 @@ class DocREModel(DocREPreTrainedModel):
                 self.bilinear = GroupBilinear(config.emb_size, config.block_size, num_relations)
         else:
             self.projection = nn.Linear(hidden, config.emb_size)
-            self.bilinear = nn.Bilinear(config.emb_size, config.emb_size, num_relations)
+            self.bilinear = PairBilinear(config.emb_size, config.emb_size, num_relations)
         if config.two_step:
             # Step 1 (relation or not) is its own model in the paper: its own encoder unless shared.
             self.existence_encoder = None if config.two_step_shared_encoder else self._new_encoder(encoder_config)
             self.existence_projection = nn.Linear(hidden, config.emb_size)
-            self.existence_bilinear = nn.Bilinear(config.emb_size, config.emb_size, 1)
+            self.existence_bilinear = PairBilinear(config.emb_size, config.emb_size, 1)
         self.dropout = nn.Dropout(config.classifier_dropout)
         self.tokenizer = None
         self.post_init()

@@ -192,7 +192,7 @@ def test_bert_baseline_entity_is_the_mean_of_its_mention_tokens(encoder_dirs, re
         tokens = [i for start, end in zip(starts, ends) for i in range(start, end)]
         assert torch.allclose(output.entity_embeddings[0, e], hidden[tokens].mean(0), atol=1e-5)
     # The head is the paper's: a projection to 128 then a bilinear layer, BCE decoding with a global threshold.
-    assert model.projection.out_features == 128 and isinstance(model.bilinear, nn.Bilinear)
+    assert model.projection.out_features == 128 and isinstance(model.bilinear, nn.Bilinear)  # (PairBilinear)
 
 
 def test_bert_baseline_threshold_tuning(encoder_dirs, relation_info, redocred_documents):
@@ -363,3 +363,17 @@ def test_distillation_kl_option(encoder_dirs, relation_info, redocred_documents)
         same = model(**{k: v for k, v in batch.items() if k != "labels"}, teacher_logits=logits).distillation_loss
         other = model(**{k: v for k, v in batch.items() if k != "labels"}, teacher_logits=torch.randn_like(logits)).distillation_loss
     assert same.abs().max() < 1e-5 and other.sum() > 0
+
+
+def test_pair_bilinear_equals_nn_bilinear():
+    from hf_docre.modeling_docre import PairBilinear
+
+    torch.manual_seed(0)
+    ours = PairBilinear(6, 5, 4)
+    reference = nn.Bilinear(6, 5, 4)
+    reference.load_state_dict(ours.state_dict())
+    x1, x2 = torch.randn(7, 6, requires_grad=True), torch.randn(7, 5, requires_grad=True)
+    assert torch.allclose(ours(x1, x2), reference(x1, x2), atol=1e-6)
+    grads = torch.autograd.grad(ours(x1, x2).square().sum(), [x1, x2, ours.weight])
+    expected = torch.autograd.grad(reference(x1, x2).square().sum(), [x1, x2, reference.weight])
+    assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(grads, expected))
