@@ -128,3 +128,39 @@ def test_remote_code_pipeline_from_a_saved_folder(model, pipe, tmp_path):
         (x["head"]["index"], x["tail"]["index"], x["relation_id"]) for x in expected
     ]
     assert [x["score"] for x in remote] == pytest.approx([x["score"] for x in expected], abs=1e-5)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["two-step", "kd-docre"])
+def test_remote_code_pipeline_for_other_methods(encoder_dirs, relation_info, tmp_path, method):
+    torch.manual_seed(0)
+    head = {} if method == "two-step" else SMALL_HEAD
+    model = DocREModel.from_encoder(encoder_dirs["bert"], relations=list(relation_info), method=method, **head)
+    if method == "two-step":
+        with torch.no_grad():
+            model.existence_bilinear.bias.fill_(5.0)  # step 1 accepts every pair: step 2 then names relations
+    folder = tmp_path / method
+    model.save_pretrained(folder)
+    torch.set_num_threads(1)
+    expected = pipeline("doc-relation-extraction", model=model)({"text": TEXT, "entities": ENTITIES})
+    assert expected
+    torch.set_num_threads(os.cpu_count() or 1)
+    script = textwrap.dedent(
+        f"""
+        import json, sys
+        sys.modules["hf_docre"] = None
+        import torch
+        torch.set_num_threads(1)
+        from transformers import pipeline
+        pipe = pipeline(model={str(folder)!r}, trust_remote_code=True)
+        print("RESULT" + json.dumps(pipe({{"text": {TEXT!r}, "entities": {ENTITIES!r}}})))
+        """
+    )
+    env = {**os.environ, "HF_MODULES_CACHE": str(tmp_path / "modules"), "HF_HUB_OFFLINE": "1"}
+    result = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    remote = json.loads(result.stdout.split("RESULT", 1)[1])
+    assert [(x["head"]["index"], x["tail"]["index"], x["relation_id"]) for x in remote] == [
+        (x["head"]["index"], x["tail"]["index"], x["relation_id"]) for x in expected
+    ]
+    assert [x["score"] for x in remote] == pytest.approx([x["score"] for x in expected], abs=1e-5)
