@@ -82,6 +82,8 @@ class DataArguments:
     validation: str = field(default="strict", metadata={"help": "strict or lenient document validation."})
     dataset_name: str | None = field(default=None, metadata={"help": "Dataset name for the model card (default: the config)."})
     dataset_id: str | None = field(default=None, metadata={"help": "Hub dataset id for the model card metadata."})
+    base_model_id: str | None = field(default=None, metadata={"help": "Hub id of the encoder for the model card, when "
+                                                                     "--model_name_or_path is a local folder."})
     cache_dir: str | None = field(default=None)
 
 
@@ -152,7 +154,7 @@ def main():
     push, training_args.push_to_hub = training_args.push_to_hub, False
     card = DocREModelCardData(
         repo_id=training_args.hub_model_id or os.path.basename(os.path.normpath(training_args.output_dir)),
-        base_model=model_args.model_name_or_path if not os.path.isdir(model_args.model_name_or_path) else None,
+        base_model=data_args.base_model_id or (model_args.model_name_or_path if not os.path.isdir(model_args.model_name_or_path) else None),
         datasets=[data_args.dataset_id] if data_args.dataset_id else [],
         dataset_name=data_args.dataset_name or data_args.dataset_config,
         eval_split=eval_split,

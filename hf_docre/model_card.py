@@ -8,6 +8,7 @@ that uploads the complete model folder with its card (the stock `push_to_hub` wo
 """
 
 import os
+import re
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -117,6 +118,11 @@ class DocREModelCardCallback(TrainerCallback):
                     self.card_data.eval_results[key] = metrics[prefix + key]
 
 
+def _is_hub_id(name):
+    """A Hub repo id (`org/name` or `name`), not a local folder: only those go into the card's `base_model`."""
+    return bool(re.fullmatch(r"[\w.-]+(/[\w.-]+)?", name)) and not os.path.exists(name)
+
+
 def _head_description(config):
     if config.pair_head == "bilinear":
         head = f"mean of the mentions' tokens, projection to {config.emb_size}, bilinear classifier"
@@ -141,7 +147,7 @@ def _head_description(config):
 def _yaml(model, card):
     lines = ["library_name: transformers", f"license: {card.license}", f"language:\n- {card.language}", "tags:",
              "- document-level-relation-extraction", "- relation-extraction", f"- {card.method}", "- hf_docre"]
-    if card.base_model:
+    if card.base_model and _is_hub_id(card.base_model):
         lines.append(f"base_model: {card.base_model}")
     if card.datasets:
         lines.append("datasets:\n" + "\n".join(f"- {d}" for d in card.datasets))
@@ -180,7 +186,8 @@ def render_model_card(model, card):
     template = (TEMPLATES / "model_card.md").read_text(encoding="utf-8")
     return template.format(
         yaml=_yaml(model, card), title=card.repo_id.split("/")[-1], method=name, paper=paper, description=description,
-        base_model=card.base_model, base_model_url=f"https://huggingface.co/{card.base_model}",
+        base_model_link=(f"[`{card.base_model}`](https://huggingface.co/{card.base_model})" if _is_hub_id(card.base_model)
+                         else f"the encoder `{os.path.basename(os.path.normpath(card.base_model))}` (a local folder; set the card's `base_model` to its Hub id)"),
         num_relations=config.num_relations - 1, results_table=results, repo_id=card.repo_id,
         datasets_text=", ".join(card.datasets) or card.dataset_name or "DocRED-format documents",
         train_documents=card.train_documents if card.train_documents is not None else "unknown",

@@ -48,6 +48,13 @@ def test_card_renders_metadata_results_and_usage(model):
     assert "ATLOP" in text and "400 training documents" in text and "@inproceedings{zhou2021atlop" in text
 
 
+def test_card_of_a_local_encoder_has_no_base_model_metadata(model, encoder_dirs):
+    text = render_model_card(model, DocREModelCardData(repo_id="org/tiny", base_model=encoder_dirs["bert"]))
+    front = text.split("---")[1]
+    assert "base_model:" not in front  # a local folder is not a Hub id
+    assert "huggingface.co//" not in text and "a local folder" in text
+
+
 def test_callback_fills_the_card():
     card = DocREModelCardData()
     callback = DocREModelCardCallback(card)
