@@ -156,8 +156,10 @@ def main():
         repo_id=training_args.hub_model_id or os.path.basename(os.path.normpath(training_args.output_dir)),
         base_model=data_args.base_model_id or (model_args.model_name_or_path if not os.path.isdir(model_args.model_name_or_path) else None),
         datasets=[data_args.dataset_id] if data_args.dataset_id else [],
-        dataset_name=data_args.dataset_name or data_args.dataset_config,
-        eval_split=eval_split,
+        dataset_name=data_args.dataset_name or (
+            data_args.dataset_config if data_args.dataset_config != "json"
+            else ", ".join(os.path.basename(f) for f in (data_args.train_file, data_args.validation_file) if f)),
+        eval_split=f"{data_args.validation_holdout} held-out training documents" if data_args.validation_holdout else eval_split,
     )
     trainer = Trainer(
         model=model,
