@@ -108,26 +108,7 @@ def test_remote_code_pipeline_from_a_saved_folder(model, pipe, tmp_path):
     expected = pipe({"text": TEXT, "entities": ENTITIES})
     assert [x["relation_id"] for x in reloaded({"text": TEXT, "entities": ENTITIES})] == [x["relation_id"] for x in expected]
     torch.set_num_threads(os.cpu_count() or 1)
-    script = textwrap.dedent(
-        f"""
-        import json, sys
-        sys.modules["hf_docre"] = None
-        import torch
-        torch.set_num_threads(1)
-        from transformers import pipeline
-        pipe = pipeline(model={str(folder)!r}, trust_remote_code=True, max_relations_per_pair=2)
-        assert type(pipe).__name__ == "DocumentRelationExtractionPipeline", type(pipe)
-        print("RESULT" + json.dumps(pipe({{"text": {TEXT!r}, "entities": {ENTITIES!r}}})))
-        """
-    )
-    env = {**os.environ, "HF_MODULES_CACHE": str(tmp_path / "modules"), "HF_HUB_OFFLINE": "1"}
-    result = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr[-3000:]
-    remote = json.loads(result.stdout.split("RESULT", 1)[1])
-    assert [(x["head"]["index"], x["tail"]["index"], x["relation_id"]) for x in remote] == [
-        (x["head"]["index"], x["tail"]["index"], x["relation_id"]) for x in expected
-    ]
-    assert [x["score"] for x in remote] == pytest.approx([x["score"] for x in expected], abs=1e-5)
+    assert_remote_pipeline_matches(folder, tmp_path, expected, "max_relations_per_pair=2")
 
 
 @pytest.mark.slow
@@ -145,6 +126,12 @@ def test_remote_code_pipeline_for_other_methods(encoder_dirs, relation_info, tmp
     expected = pipeline("doc-relation-extraction", model=model)({"text": TEXT, "entities": ENTITIES})
     assert expected
     torch.set_num_threads(os.cpu_count() or 1)
+    assert_remote_pipeline_matches(folder, tmp_path, expected)
+
+
+def assert_remote_pipeline_matches(folder, tmp_path, expected, options=""):
+    """Run `pipeline(model=folder, trust_remote_code=True)` in a process where hf_docre cannot be imported and compare
+    its relations and scores with `expected`."""
     script = textwrap.dedent(
         f"""
         import json, sys
@@ -152,7 +139,8 @@ def test_remote_code_pipeline_for_other_methods(encoder_dirs, relation_info, tmp
         import torch
         torch.set_num_threads(1)
         from transformers import pipeline
-        pipe = pipeline(model={str(folder)!r}, trust_remote_code=True)
+        pipe = pipeline(model={str(folder)!r}, trust_remote_code=True, {options})
+        assert type(pipe).__name__ == "DocumentRelationExtractionPipeline", type(pipe)
         print("RESULT" + json.dumps(pipe({{"text": {TEXT!r}, "entities": {ENTITIES!r}}})))
         """
     )
