@@ -126,3 +126,21 @@ def test_tune_global_threshold_picks_the_best_f1():
     assert threshold == 0.3 and f1 == 1.0
     threshold, f1 = tune_global_threshold(logits, labels, candidates=[0.5, 0.7])
     assert threshold == 0.5 and f1 == pytest.approx(2 / 3)
+
+
+def test_decode_two_step_and_scores():
+    from hf_docre.losses_docre import relation_scores
+
+    # Column 0 is step 1's no-relation logit: pair 0 accepted (-2 < 0), pair 1 rejected (+1).
+    logits = torch.tensor([[-2.0, 0.5, -3.0, 1.5], [1.0, 4.0, 3.0, -1.0]])
+    predicted = decode_relations(logits, "two_step", global_threshold=0.7, max_relations_per_pair=0)
+    # Accepted pair: relations above 0.7 (sigmoid 0.5 = 0.62 no, sigmoid 1.5 = 0.82 yes); rejected pair: nothing.
+    assert predicted.tolist() == [[False, False, False, True], [True, False, False, False]]
+    # The best relation is kept even when none passes the threshold.
+    assert decode_relations(logits, "two_step", 0.99, 0)[0].tolist() == [False, False, False, True]
+    scores = relation_scores(logits, "two_step")
+    assert scores[0, 3].item() == pytest.approx(torch.sigmoid(torch.tensor(2.0)).item() * torch.sigmoid(torch.tensor(1.5)).item())
+    assert torch.equal(relation_scores(logits, "afl"), torch.sigmoid(logits - logits[:, :1]))
+    assert torch.equal(relation_scores(logits, "bce"), torch.sigmoid(logits))
+    with pytest.raises(ValueError, match="unknown decoding"):
+        decode_relations(logits, "nope")
