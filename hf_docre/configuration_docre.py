@@ -145,17 +145,21 @@ class DocREConfig(PretrainedConfig):
         # Options left unset take the method's preset value, else the ATLOP default. (A saved config passes every
         # option explicitly, so loading never changes one.)
         preset = METHOD_PRESETS[method]
-        given = dict(
-            mention_pooling=mention_pooling, use_context_pooling=use_context_pooling, emb_size=emb_size, loss=loss,
-            max_relations_per_pair=max_relations_per_pair, entity_marker=entity_marker,
-            mention_representation=mention_representation, pair_head=pair_head, two_step=two_step,
-            axial_attention=axial_attention, focal_gamma=focal_gamma,
-        )
-        resolved = {k: (preset.get(k, _DEFAULTS[k]) if v is _UNSET else v) for k, v in given.items()}
-        mention_pooling, use_context_pooling, emb_size = resolved["mention_pooling"], resolved["use_context_pooling"], resolved["emb_size"]
-        loss, max_relations_per_pair, entity_marker = resolved["loss"], resolved["max_relations_per_pair"], resolved["entity_marker"]
-        mention_representation, pair_head, two_step = resolved["mention_representation"], resolved["pair_head"], resolved["two_step"]
-        axial_attention, focal_gamma = resolved["axial_attention"], resolved["focal_gamma"]
+
+        def resolve(name, value):
+            return preset.get(name, _DEFAULTS[name]) if value is _UNSET else value
+
+        mention_pooling = resolve("mention_pooling", mention_pooling)
+        use_context_pooling = resolve("use_context_pooling", use_context_pooling)
+        emb_size = resolve("emb_size", emb_size)
+        loss = resolve("loss", loss)
+        max_relations_per_pair = resolve("max_relations_per_pair", max_relations_per_pair)
+        entity_marker = resolve("entity_marker", entity_marker)
+        mention_representation = resolve("mention_representation", mention_representation)
+        pair_head = resolve("pair_head", pair_head)
+        two_step = resolve("two_step", two_step)
+        axial_attention = resolve("axial_attention", axial_attention)
+        focal_gamma = resolve("focal_gamma", focal_gamma)
         if encoder is None:
             encoder = {"model_type": "bert"}
         if isinstance(encoder, dict):
