@@ -83,7 +83,9 @@ def adaptive_focal_loss(logits, labels, gamma=0.5, positive_weight="paper"):
     positive[:, 0] = 0.0
     margin = logits - logits[:, :1]
     log_prob = F.logsigmoid(margin)  # log P(r), Eq. 9
-    weight = (1.0 - log_prob.exp()).clamp(min=0).pow(gamma)
+    # (1 - P(r))^gamma = exp(gamma * log sigmoid(-margin)): the same value, but finite with a finite gradient when
+    # P(r) saturates at 1 (pow(1 - P, gamma < 1) has an infinite derivative at 0 and gives NaN gradients).
+    weight = torch.exp(gamma * F.logsigmoid(-margin))
     if positive_weight == "released_code":
         weight = 1.0 + weight
     loss_positive = -(weight * log_prob * positive).sum(-1)

@@ -84,6 +84,28 @@ def test_adaptive_focal_loss_one_case_by_hand():
         adaptive_focal_loss(logits, labels, 0.5, "other")
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("gamma", [0.0, 0.1, 0.5, 1.0, 2.0])
+@pytest.mark.parametrize("positive_weight", ["paper", "released_code"])
+def test_adaptive_focal_loss_finite_when_saturated(gamma, dtype, positive_weight):
+    # Margins where P(r) rounds to exactly 1 or 0 in float32 and float64: (1 - P)^gamma with gamma < 1 used to
+    # have an infinite derivative there, and one such pair turned a whole batch's gradients into NaN.
+    logits = torch.tensor(
+        [[0.0, 40.0, -3.0, 800.0], [0.0, -40.0, 2.0, 1e4], [-1e4, 1e4, 0.0, 5.0], [1.0, 1.0 + 1e-7, 30.0, -30.0]],
+        dtype=dtype, requires_grad=True,
+    )
+    labels = torch.tensor([[0, 1, 0, 1], [0, 1, 1, 1], [0, 1, 1, 0], [0, 1, 1, 0]], dtype=dtype)
+    loss = adaptive_focal_loss(logits, labels, gamma, positive_weight)
+    loss.sum().backward()
+    assert torch.isfinite(loss).all() and torch.isfinite(logits.grad).all()
+    # Away from saturation it is still Eq. 11.
+    mild = AFL_LOGITS.clone()
+    assert torch.allclose(
+        adaptive_focal_loss(mild, AFL_LABELS, gamma, positive_weight),
+        _afl_by_hand(mild, AFL_LABELS, gamma, released_code=positive_weight == "released_code"), atol=1e-10,
+    )
+
+
 # -- axial attention ------------------------------------------------------------------------------------------------
 
 
