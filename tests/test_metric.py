@@ -86,7 +86,8 @@ def test_variants_and_options():
 
 def test_degenerate_inputs_do_not_crash():
     empty = score_docred([], [GOLD], TRAIN)
-    assert empty["precision"] == empty["recall"] == empty["f1"] == empty["ign_f1"] == empty["evidence_f1"] == 0.0
+    assert empty["precision"] == empty["recall"] == empty["f1"] == empty["ign_f1"] == 0.0
+    assert empty["evidence_f1"] is None  # nothing predicted, so no evidence predicted
     no_gold = score_docred(PREDICTIONS, [{**GOLD, "labels": []}], TRAIN)
     assert no_gold["recall"] == 0.0 and no_gold["f1"] == 0.0
     only_train_facts = score_docred([PREDICTIONS[0]], [GOLD], TRAIN)  # every correct prediction is in train
@@ -162,3 +163,46 @@ def test_evaluate_metric_wraps_the_pure_function(redocred_documents):
     assert set(result) == set(expected)
     for key, value in expected.items():
         assert result[key] == (value if value is None else pytest.approx(value)), key
+
+
+def test_evidence_is_scored_only_when_predicted(redocred_documents):
+    truth = redocred_documents[:10]
+    without = [{"title": d["title"], "h_idx": l["h"], "t_idx": l["t"], "r": l["r"]} for d in truth for l in d["labels"]]
+    result = score_docred(without, truth)
+    assert result["f1"] == 1.0
+    assert result["evidence_precision"] is result["evidence_recall"] is result["evidence_f1"] is None
+    with_empty = [{**p, "evidence": []} for p in without]  # evidence predicted, all empty: a real 0
+    assert score_docred(with_empty, truth)["evidence_f1"] == 0.0
+    metric = evaluate.load(METRIC_PATH)
+    assert metric.compute(predictions=without, references=truth)["evidence_f1"] is None
+
+
+def test_evaluate_metric_add_batch_add_and_flat_submission(redocred_documents):
+    truth, train = redocred_documents[:12], redocred_documents[200:]
+    submission = perturb(truth, seed=3, spurious=1)
+    expected = score_docred(copy.deepcopy(submission), truth, train)
+    per_document = [[p for p in submission if p["title"] == d["title"]] for d in truth]
+
+    metric = evaluate.load(METRIC_PATH)
+    flat = metric.compute(predictions=submission, references=truth, train_documents=train)
+    for start in range(0, len(truth), 5):  # add_batch with per-document lists, then with flat records
+        chunk = truth[start : start + 5]
+        if start == 0:
+            metric.add_batch(predictions=per_document[start : start + 5], references=chunk)
+        else:
+            titles = {d["title"] for d in chunk}
+            metric.add_batch(predictions=[p for p in submission if p["title"] in titles], references=chunk)
+    batched = metric.compute(train_documents=train)
+    for document, pairs in zip(truth, per_document):
+        metric.add(prediction=pairs, reference=document)
+    single = metric.compute(train_documents=train)
+    for result in (flat, batched, single):
+        for key, value in expected.items():
+            assert result[key] == (value if value is None else pytest.approx(value)), key
+
+    with pytest.raises(ValueError, match="not among the references"):
+        metric.compute(predictions=submission + [{"title": "nowhere", "h_idx": 0, "t_idx": 1, "r": "P17"}], references=truth)
+    with pytest.raises(ValueError, match="11 per-document prediction lists for 12"):
+        metric.compute(predictions=per_document[:-1], references=truth)
+    with pytest.raises(ValueError, match="11 per-document prediction lists for 12"):
+        score_docred(per_document[:-1], truth)

@@ -13,7 +13,9 @@ Definitions follow the official DocRED evaluation (thunlp/DocRED, code/evaluatio
   training documents' facts (all mention-name pairs, exact strings); Ign P = (correct - in_train) /
   (|predictions| - in_train + ign_epsilon); recall is not adjusted;
 - evidence: P = correct evidence sentences / predicted evidence sentences (0 when none is predicted),
-  R = correct evidence / gold evidence sentences (the count starts at `evidence_count_start`).
+  R = correct evidence / gold evidence sentences (the count starts at `evidence_count_start`). When no
+  prediction carries an `evidence` field (a model that does not predict evidence), the evidence scores are None,
+  not 0.
 Known variants, as options: ATLOP adds `ign_epsilon=1e-5` to the Ign denominator; Re-DocRED's script starts the
 gold evidence count at 1 (`evidence_count_start=1`). Defaults are the official script's (0 and 0).
 Zero denominators never raise: a ratio with a zero denominator is 0 (an empty submission scores 0).
@@ -44,7 +46,9 @@ _DESCRIPTION = "Relation F1 and Ign-F1 (plus evidence, intra/inter and frequent/
 
 _KWARGS_DESCRIPTION = """
 Args:
-    predictions: for each reference document, a list of `{"h_idx", "t_idx", "r", "evidence"}` (evidence optional).
+    predictions: for each reference document, a list of `{"h_idx", "t_idx", "r", "evidence"}` (evidence optional),
+        or the official flat submission (a list of `{"title", "h_idx", "t_idx", "r", "evidence"}`). `add_batch` and
+        `add` take the same forms (one reference per prediction list).
     references: the gold documents (`title`, `vertexSet` with mention `name` and `sent_id`, `labels`).
     train_documents: documents whose facts define Ign-F1 and the frequent relations (optional).
     ign_epsilon, evidence_count_start, num_frequent, deduplicate: see the module docstring.
@@ -123,9 +127,14 @@ def score_docred(
         references: gold documents.
         train_documents: training documents for Ign-F1 and the frequent relations; or pass `facts_in_train`.
     """
-    if predictions and isinstance(predictions[0], (list, tuple)):
-        predictions = to_official(predictions, references)
     predictions = list(predictions)
+    if predictions and isinstance(predictions[0], (list, tuple)):
+        if len(predictions) != len(references):
+            raise ValueError(
+                f"score_docred: {len(predictions)} per-document prediction lists for {len(references)} reference "
+                "documents; give one list per reference document, in the same order (or the official flat submission)."
+            )
+        predictions = to_official(predictions, references)
 
     gold = {}
     entities_of = {}
@@ -180,8 +189,12 @@ def score_docred(
             groups["frequent" if relation in frequent else "long_tail"]["gold"] += 1
 
     precision, recall, f1 = _prf(correct, len(predictions), len(gold))
-    evidence_precision = _ratio(correct_evidence, predicted_evidence)
-    evidence_recall = _ratio(correct_evidence, gold_evidence)
+    if any(x.get("evidence") is not None for x in predictions):
+        evidence_precision = _ratio(correct_evidence, predicted_evidence)
+        evidence_recall = _ratio(correct_evidence, gold_evidence)
+        evidence_f1 = _f1(evidence_precision, evidence_recall)
+    else:  # a model that predicts no evidence has no evidence score (not 0)
+        evidence_precision = evidence_recall = evidence_f1 = None
     result = {
         "precision": precision,
         "recall": recall,
@@ -190,7 +203,7 @@ def score_docred(
         "ign_f1": None,
         "evidence_precision": evidence_precision,
         "evidence_recall": evidence_recall,
-        "evidence_f1": _f1(evidence_precision, evidence_recall),
+        "evidence_f1": evidence_f1,
         "num_predictions": len(predictions),
         "num_gold": len(gold),
         "num_correct": correct,
@@ -222,6 +235,56 @@ def _rows(columns):
     return list(columns)
 
 
+def _reference_fields(document):
+    """Only the fields the metric reads, so documents with extra fields (pos, type, ...) are accepted."""
+    if not isinstance(document, dict) or "title" not in document or "vertexSet" not in document:
+        raise ValueError("DocRED metric: each reference must be a DocRED document with `title`, `vertexSet` and `labels`.")
+    return {
+        "title": document["title"],
+        "vertexSet": [[{"name": m["name"], "sent_id": m["sent_id"]} for m in e] for e in document["vertexSet"]],
+        "labels": [
+            {"h": l["h"], "t": l["t"], "r": l["r"], "evidence": list(l.get("evidence") or [])}
+            for l in document.get("labels") or []
+        ],
+    }
+
+
+def _prediction_fields(p):
+    evidence = p.get("evidence")
+    return {
+        "h_idx": p.get("h_idx", p.get("h")),
+        "t_idx": p.get("t_idx", p.get("t")),
+        "r": p["r"],
+        "evidence": None if evidence is None else list(evidence),
+    }
+
+
+def _prepare(predictions, references):
+    """Per-document prediction lists aligned with `references`, from per-document lists or a flat submission."""
+    if references is None or predictions is None:
+        raise ValueError("DocRED metric: pass both `predictions` and `references`.")
+    references = [_reference_fields(d) for d in references]
+    predictions = list(predictions)
+    if predictions and isinstance(predictions[0], dict):  # the official flat submission
+        by_title = {d["title"]: [] for d in references}
+        unknown = [p for p in predictions if p.get("title") not in by_title]
+        if unknown:
+            raise ValueError(
+                f"DocRED metric: {len(unknown)} predictions name titles that are not among the references "
+                f"(first: {unknown[0].get('title')!r}). Score a submission for other documents with "
+                "hf_docre.metrics.score_docred(submission, references), which counts them as wrong like the official script."
+            )
+        for p in predictions:
+            by_title[p["title"]].append(p)
+        predictions = [by_title[d["title"]] for d in references]
+    elif len(predictions) != len(references):
+        raise ValueError(
+            f"DocRED metric: {len(predictions)} per-document prediction lists for {len(references)} reference documents; "
+            "give one list per reference document, in the same order (or the official flat submission)."
+        )
+    return [[_prediction_fields(p) for p in pairs] for pairs in predictions], references
+
+
 @evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
 class DocRED(evaluate.Metric):
     def _info(self):
@@ -243,23 +306,21 @@ class DocRED(evaluate.Metric):
         )
 
     def compute(self, *, predictions=None, references=None, **kwargs):
-        """Score per-document predictions against gold documents (extra document fields are ignored)."""
-        # Keep only the fields the metric reads, so documents with extra fields (pos, type, ...) are accepted.
-        if references is not None:
-            references = [
-                {
-                    "title": d["title"],
-                    "vertexSet": [[{"name": m["name"], "sent_id": m["sent_id"]} for m in e] for e in d["vertexSet"]],
-                    "labels": [{"h": l["h"], "t": l["t"], "r": l["r"], "evidence": list(l.get("evidence") or [])} for l in d.get("labels") or []],
-                }
-                for d in references
-            ]
-        if predictions is not None:
-            predictions = [
-                [{"h_idx": p.get("h_idx", p.get("h")), "t_idx": p.get("t_idx", p.get("t")), "r": p["r"], "evidence": list(p.get("evidence") or [])} for p in pairs]
-                for pairs in predictions
-            ]
+        """Score predictions against gold documents: per-document lists, or the official flat submission
+        (`{"title", "h_idx", "t_idx", "r", "evidence"}` records). Extra document fields are ignored."""
+        if predictions is not None or references is not None:
+            predictions, references = _prepare(predictions, references)
         return super().compute(predictions=predictions, references=references, **kwargs)
+
+    def add_batch(self, *, predictions=None, references=None, **kwargs):
+        """Add a batch of per-document prediction lists (or flat records) and their reference documents."""
+        predictions, references = _prepare(predictions, references)
+        return super().add_batch(predictions=predictions, references=references, **kwargs)
+
+    def add(self, *, prediction=None, reference=None, **kwargs):
+        """Add one document's prediction list and its reference document."""
+        predictions, references = _prepare([prediction if prediction is not None else []], [reference])
+        return super().add(prediction=predictions[0], reference=references[0], **kwargs)
 
     def _compute(self, predictions, references, train_documents=None, ign_epsilon=0.0, evidence_count_start=0, num_frequent=10, deduplicate=True):
         references = [
