@@ -15,7 +15,8 @@ from .configuration_docre import NA_LABEL, DocREConfig
 from .losses_docre import adaptive_thresholding_loss, binary_relation_loss, decode_relations, tune_global_threshold
 from .modeling_docre import DocREModel, DocREModelOutput, DocREPreTrainedModel, GroupBilinear, plan_windows
 from .modeling_docre import PIPELINE_TASK
-from .pipeline_docre import DocumentRelationExtractionPipeline, SpanAlignmentError, text_to_document
+from .pipeline_docre import DocumentRelationExtractionPipeline, SpanAlignmentError, text_to_document, to_docred_predictions
+from .text_docre import group_entity_spans, normalize_entity_name
 from .processing_docre import DocREDataCollator, DocREFeaturizer, DocREInputError
 
 __version__ = "0.1.0"
@@ -52,6 +53,9 @@ __all__ = [
     "PIPELINE_TASK",
     "SpanAlignmentError",
     "text_to_document",
+    "to_docred_predictions",
+    "group_entity_spans",
+    "normalize_entity_name",
     "GroupBilinear",
     "adaptive_thresholding_loss",
     "binary_relation_loss",

@@ -185,6 +185,20 @@ def decode_relations(logits, loss="atl", global_threshold=0.5, max_relations_per
     return above
 
 
+def select_by_score(scores, threshold, max_relations_per_pair=4):
+    """Predictions from relation scores ([..., R], column 0 ignored; see `relation_scores`): the relations whose
+    score is above `threshold`, at most `max_relations_per_pair` per pair (the best; <= 0 keeps all). Returns
+    [..., R] bool with column 0 True where no relation is kept, like `decode_relations`."""
+    above = scores > threshold
+    above[..., 0] = False
+    num_relations = scores.shape[-1] - 1
+    if 0 < max_relations_per_pair < num_relations:
+        kth_best = scores[..., 1:].topk(max_relations_per_pair, dim=-1).values[..., -1:]
+        above &= scores >= kth_best
+    above[..., 0] = ~above[..., 1:].any(-1)
+    return above
+
+
 def relation_scores(logits, loss="atl"):
     """[..., R] probabilities of each relation (column 0 meaningless): sigmoid(l_r - l_TH) for a threshold class,
     sigmoid(l_r) for BCE, P(relation) * P(r) for two-step."""

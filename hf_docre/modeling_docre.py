@@ -519,7 +519,7 @@ class DocREModel(DocREPreTrainedModel):
             del self.config.custom_pipelines
         # The pipeline's code and what it imports (save_pretrained copies only the model's module and its imports).
         here = os.path.dirname(os.path.abspath(__file__))
-        for name in ("pipeline_docre.py", "processing_docre.py", "losses_docre.py"):
+        for name in ("pipeline_docre.py", "processing_docre.py", "losses_docre.py", "text_docre.py"):
             shutil.copyfile(os.path.join(here, name), os.path.join(save_directory, name))
         if self.tokenizer is not None:
             self.tokenizer.save_pretrained(save_directory)

@@ -2,91 +2,77 @@
 
 Loaded through ``trust_remote_code`` from a saved model folder (flat sibling; torch/transformers only).
 
-Inputs: a DocRED-format document (`sents`, `vertexSet`, ...); or `{"text": str, "entities": [{"mentions":
-[[char_start, char_end], ...], "type": str, "name": str (optional)}, ...]}`; a list of either; or a `datasets.Dataset`
-of DocRED-format rows (batched, with a progress bar).
+Inputs: a DocRED-format document (`sents`, `vertexSet`, ...); or `{"text": str, "entities": [...]}` with entities
+either as `{"mentions": [[char_start, char_end], ...], "type": str}` or as the flat span list NER tools give
+(`{"start", "end", "label"}`, optional `"entity_id"`; grouped into entities by id, else by name), plus optional
+`sentences` / `words` (your own segmentation) and `title`; a list of either; or a `datasets.Dataset` of DocRED-format
+rows (batched, with a progress bar). A plain string is an error that says what to pass.
 
-Output per document: a list of `{"head": {"index", "name", "type"}, "tail": {...}, "relation": name,
-"relation_id": code, "score": probability}`, highest score first; with `return_context=True` each item also has
-`"context"`: the tokens the pair's localized context pooling weighs most, as `[{"token", "weight"}, ...]`.
+Output per document: a list of relations, best first, each
+`{"head": {"index", "name", "type", "mentions"}, "tail": {...}, "relation": name, "relation_id": code,
+"score": probability, "sentences": [sent_id, ...]}`. Each mention has `name`, `sent_id`, `pos` (word span in its
+sentence) and, for text input, its character span `start`, `end`; `sentences` lists the sentences that mention the
+head or the tail (text input adds their character spans as `sentence_spans`). With `return_context=True` each
+relation also has `"context"`: the document words its localized context pooling weighs most,
+`[{"word", "sent_id", "pos", "weight", ("start", "end")}, ...]`. `to_docred_predictions(outputs)` turns outputs into
+the metric's and the submission writer's input.
 
 The score is the probability that the relation beats the threshold: sigmoid(logit_r - logit_TH) for the
-adaptive-thresholding loss, sigmoid(logit_r) for the BCE head (decoded against `global_threshold`).
+adaptive-thresholding and adaptive focal losses, sigmoid(logit_r) for the BCE head, P(relation) x P(r) for
+two-step. `threshold=` keeps the relations whose score is above it, for every head.
 """
 
-import re
-
+import numpy as np
 import torch
 from transformers import Pipeline
 
-from .losses_docre import decode_relations, relation_scores
+from .losses_docre import decode_relations, relation_scores, select_by_score
 from .processing_docre import DocREDataCollator, DocREFeaturizer, feature_pairs
+from .text_docre import SpanAlignmentError, text_to_document
 
-_WORD = re.compile(r"\w+|[^\w\s]")
-_SENTENCE_END = {".", "!", "?"}
+__all__ = ["DocumentRelationExtractionPipeline", "SpanAlignmentError", "text_to_document", "to_docred_predictions"]
+
+_OPTIONS = ("max_relations_per_pair", "threshold", "top_k", "return_context", "context_words", "snap_spans",
+            "sentence_splitter")
 
 
-class SpanAlignmentError(ValueError):
-    """A character span of the text input that does not start and end on word boundaries."""
+def to_docred_predictions(outputs):
+    """Pipeline outputs (one relation list per document) -> per-document `{"h_idx", "t_idx", "r"}` lists, the input
+    of the DocRED metric and of `hf_docre.data.write_submission` (with the documents, for their titles):
 
+        predictions = to_docred_predictions(pipe(documents))
+        metric.compute(predictions=predictions, references=documents)
+        write_submission(predictions, "out", documents=documents)
 
-def text_to_document(text, entities, title=None, snap_spans=False):
-    """`{"text", "entities"}` input -> a DocRED-format document.
-
-    The text is cut into words (runs of word characters, or single punctuation marks) and into sentences after
-    `.`, `!` and `?`. Each mention `[char_start, char_end)` must start at a word's first character and end at a
-    word's last; otherwise [`SpanAlignmentError`] names the entity, the mention and the nearest word-aligned span,
-    unless `snap_spans=True`, which widens the span to the words it touches (documented, never silent).
+    A single document's output (a list of relations) counts as one document.
     """
-    words, sentence_of, position = [], [], []
-    sentence, index_in_sentence = 0, 0
-    for match in _WORD.finditer(text):
-        words.append((match.start(), match.end(), match.group()))
-        sentence_of.append(sentence)
-        position.append(index_in_sentence)
-        index_in_sentence += 1
-        if match.group() in _SENTENCE_END:
-            sentence, index_in_sentence = sentence + 1, 0
-    sents = [[] for _ in range(max(sentence_of, default=-1) + 1)]
-    for (_, _, word), s in zip(words, sentence_of):
-        sents[s].append(word)
-    sents = [s for s in sents if s]
-
-    vertex_set = []
-    for e, entity in enumerate(entities):
-        mentions = []
-        for m, span in enumerate(entity.get("mentions") or []):
-            start, end = int(span[0]), int(span[1])
-            touched = [i for i, (ws, we, _) in enumerate(words) if ws < end and we > start]
-            where = f"entities[{e}].mentions[{m}] = [{start}, {end}) ({text[start:end]!r})"
-            if not touched:
-                raise SpanAlignmentError(f"{where} covers no word of the text")
-            first, last = touched[0], touched[-1]
-            if (words[first][0], words[last][1]) != (start, end) and not snap_spans:
-                snapped = (words[first][0], words[last][1])
-                raise SpanAlignmentError(
-                    f"{where} does not align to word boundaries; the words it touches span {list(snapped)} "
-                    f"({text[snapped[0]:snapped[1]]!r}). Fix the span, or pass snap_spans=True to use the words."
-                )
-            if sentence_of[first] != sentence_of[last]:
-                raise SpanAlignmentError(f"{where} crosses a sentence boundary")
-            mentions.append({
-                "name": text[words[first][0] : words[last][1]],
-                "pos": [position[first], position[last] + 1],
-                "sent_id": sentence_of[first],
-                "type": entity.get("type", ""),
-            })
-        if not mentions:
-            raise SpanAlignmentError(f"entities[{e}] has no mentions")
-        vertex_set.append(mentions)
-    return {"title": title or "", "sents": sents, "vertexSet": vertex_set}
+    if outputs and isinstance(outputs[0], dict):
+        outputs = [outputs]
+    predictions = []
+    for relations in outputs:
+        records = []
+        for item in relations:
+            record = {"h_idx": item["head"]["index"], "t_idx": item["tail"]["index"], "r": item["relation_id"]}
+            if item.get("evidence") is not None:
+                record["evidence"] = list(item["evidence"])
+            records.append(record)
+        predictions.append(records)
+    return predictions
 
 
 class DocumentRelationExtractionPipeline(Pipeline):
     """Document-level relation extraction with a DocRE model (see the module docstring for inputs and outputs).
 
-    Options (at construction or per call): `max_relations_per_pair`, `threshold` (BCE heads), `return_context`,
-    `context_tokens` (how many context tokens to return), `snap_spans` (for text inputs).
+    Options (at construction or per call; any other keyword raises):
+        threshold (`float`): return relations whose score is above it (for every head: the score is the one
+            reported, see the module docstring). Default: the model's own decision (ATL/AFL: the relation beats
+            the TH class, i.e. score > 0.5; BCE: `config.global_threshold`; two-step: step 1 accepts the pair).
+        max_relations_per_pair (`int`): at most this many relations per pair (default: the config's; <= 0: all).
+        top_k (`int`): at most this many relations per document, the best first.
+        return_context (`bool`): add `"context"`, the document words the pair's localized context pooling weighs
+            most (word pieces merged, special tokens and markers dropped, weights renormalised over the words).
+        context_words (`int`): how many context words (default 5).
+        snap_spans (`bool`), sentence_splitter (callable): for text inputs (see `text_to_document`).
     """
 
     def __init__(self, model, tokenizer=None, **kwargs):
@@ -99,26 +85,38 @@ class DocumentRelationExtractionPipeline(Pipeline):
         )
         self.collator = DocREDataCollator(self.tokenizer.pad_token_id, model.config.num_relations)
 
-    def _sanitize_parameters(self, max_relations_per_pair=None, threshold=None, return_context=None,
-                             context_tokens=None, snap_spans=None, **kwargs):
+    def _sanitize_parameters(self, **kwargs):
+        unknown = sorted(set(kwargs) - set(_OPTIONS) - {"context_tokens"})
+        if unknown:
+            raise TypeError(
+                f"doc-relation-extraction pipeline: unknown option(s) {', '.join(map(repr, unknown))}; "
+                f"the options are {', '.join(_OPTIONS)} (and batch_size, num_workers)."
+            )
+        if "context_tokens" in kwargs:  # the name used before context became words
+            kwargs.setdefault("context_words", kwargs.pop("context_tokens"))
+        threshold = kwargs.get("threshold")
+        if threshold is not None and not 0.0 <= float(threshold) <= 1.0:
+            raise ValueError(f"threshold is a score between 0 and 1, got {threshold!r}")
+        top_k = kwargs.get("top_k")
+        if top_k is not None and (not isinstance(top_k, int) or top_k < 1):
+            raise ValueError(f"top_k must be a positive int, got {top_k!r}")
         preprocess, forward, postprocess = {}, {}, {}
-        if snap_spans is not None:
-            preprocess["snap_spans"] = snap_spans
-        if return_context is not None:
-            forward["return_context"] = return_context
-            postprocess["return_context"] = return_context
-        if max_relations_per_pair is not None:
-            postprocess["max_relations_per_pair"] = max_relations_per_pair
-        if threshold is not None:
-            postprocess["threshold"] = threshold
-        if context_tokens is not None:
-            postprocess["context_tokens"] = context_tokens
+        for name in ("snap_spans", "sentence_splitter"):
+            if kwargs.get(name) is not None:
+                preprocess[name] = kwargs[name]
+        if kwargs.get("return_context") is not None:
+            preprocess["return_context"] = forward["return_context"] = postprocess["return_context"] = kwargs["return_context"]
+        for name in ("max_relations_per_pair", "threshold", "top_k", "context_words"):
+            if kwargs.get(name) is not None:
+                postprocess[name] = kwargs[name]
         return preprocess, forward, postprocess
 
     def __call__(self, inputs, **kwargs):
         if hasattr(inputs, "column_names"):  # a datasets.Dataset of DocRED-format rows
             return list(self.get_iterator(inputs, 0, kwargs.pop("batch_size", None) or self._batch_size or 8,
                                           *self._merged_parameters(kwargs), progress=True))
+        if isinstance(inputs, str):
+            _input_error(inputs)
         return super().__call__(inputs, **kwargs)
 
     def _merged_parameters(self, kwargs):
@@ -128,12 +126,19 @@ class DocumentRelationExtractionPipeline(Pipeline):
 
     # -- steps ---------------------------------------------------------------------------------------------------
 
-    def preprocess(self, inputs, snap_spans=False):
-        if "text" in inputs and "sents" not in inputs:
-            document = text_to_document(inputs["text"], inputs.get("entities") or [], inputs.get("title"), snap_spans)
-        else:
+    def preprocess(self, inputs, snap_spans=False, sentence_splitter=None, return_context=False):
+        if not isinstance(inputs, dict):
+            _input_error(inputs)
+        if "sents" in inputs:
             document = {k: v for k, v in inputs.items() if k != "labels"}
-        feature = self.featurizer(document, with_labels=False)
+        elif "text" in inputs:
+            document = text_to_document(
+                inputs["text"], inputs.get("entities") or [], inputs.get("title"), snap_spans,
+                sentences=inputs.get("sentences"), words=inputs.get("words"), sentence_splitter=sentence_splitter,
+            )
+        else:
+            _input_error(inputs)
+        feature = self.featurizer(document, with_labels=False, with_word_map=return_context)
         # Wrapped so that Pipeline.forward's recursive move-to-device does not walk every document.
         return {"inputs": _Passthrough([feature], [document])}
 
@@ -142,22 +147,21 @@ class DocumentRelationExtractionPipeline(Pipeline):
         batch = self.collator(inputs.features)
         batch = {k: v.to(self.device) for k, v in batch.items()}
         output = self.model(**batch, output_context_weights=return_context)
-        return {
-            "logits": output.logits,
-            "context_weights": output.context_weights,
-            "input_ids": batch["input_ids"],
-            "inputs": inputs,
-        }
+        return {"logits": output.logits, "context_weights": output.context_weights, "inputs": inputs}
 
-    def postprocess(self, model_outputs, max_relations_per_pair=None, threshold=None, return_context=False, context_tokens=5):
+    def postprocess(self, model_outputs, max_relations_per_pair=None, threshold=None, top_k=None, return_context=False,
+                    context_words=5):
         config = self.model.config
         k = config.max_relations_per_pair if max_relations_per_pair is None else max_relations_per_pair
-        threshold = config.global_threshold if threshold is None else threshold
         logits = model_outputs["logits"].float()
-        predicted = decode_relations(logits, config.decoding, threshold, k)
         scores = relation_scores(logits, config.decoding)
+        if threshold is None:
+            predicted = decode_relations(logits, config.decoding, config.global_threshold, k)
+        else:
+            predicted = select_by_score(scores, threshold, k)
         relation_of = {i: (config.relation_names.get(code, code) if config.relation_names else code, code)
                        for i, code in config.id2label.items()}
+        context_weights = model_outputs["context_weights"] if return_context else None
         inputs = model_outputs["inputs"]
         results = []
         for b, (feature, document) in enumerate(zip(inputs.features, inputs.documents)):
@@ -165,22 +169,26 @@ class DocumentRelationExtractionPipeline(Pipeline):
             found = predicted[b, : len(pairs), 1:].nonzero()
             found_scores = scores[b, found[:, 0], found[:, 1] + 1]  # one gather, not one per relation
             order = torch.argsort(found_scores, descending=True, stable=True)  # best first
+            if top_k is not None:
+                order = order[:top_k]
             found, found_scores = found[order], found_scores[order].tolist()
             pair_ids = found[:, 0].tolist()
             heads, tails = pairs[pair_ids, 0].tolist(), pairs[pair_ids, 1].tolist()
-            entities = [_entity(document, e) for e in range(len(document["vertexSet"]))]
+            entities = {}
+            words = _document_words(document) if context_weights is not None else None
             relations = []
             for p, h, t, r, score in zip(pair_ids, heads, tails, found[:, 1].tolist(), found_scores):
+                for e in (h, t):
+                    if e not in entities:
+                        entities[e] = _entity(document, e)
                 name, code = relation_of[r + 1]
-                item = {"head": dict(entities[h]), "tail": dict(entities[t]), "relation": name, "relation_id": code, "score": score}
-                if return_context and model_outputs["context_weights"] is not None:
-                    weights = model_outputs["context_weights"][b, p]
-                    top = weights.topk(min(context_tokens, int((weights > 0).sum()))) if (weights > 0).any() else None
-                    ids = model_outputs["input_ids"][b]
-                    item["context"] = [] if top is None else [
-                        {"token": self.tokenizer.convert_ids_to_tokens(int(ids[i])), "weight": float(w)}
-                        for w, i in zip(top.values.tolist(), top.indices.tolist())
-                    ]
+                sentences = sorted({m["sent_id"] for e in (h, t) for m in document["vertexSet"][e]})
+                item = {"head": entities[h], "tail": entities[t], "relation": name, "relation_id": code, "score": score,
+                        "sentences": sentences}
+                if "offsets" in document:
+                    item["sentence_spans"] = [list(document["offsets"]["sentences"][s]) for s in sentences]
+                if context_weights is not None:
+                    item["context"] = _context_words(context_weights[b, p], feature["token_word"], words, context_words)
                 relations.append(item)
             results.append(relations)
         return results
@@ -228,5 +236,62 @@ class _Passthrough:
 
 
 def _entity(document, index):
+    """`{"index", "name", "type", "mentions"}`: DocRED input gives each mention's `name`, `sent_id` and `pos`; text
+    input also its character span `start`, `end`."""
     mentions = document["vertexSet"][index]
-    return {"index": int(index), "name": mentions[0].get("name", ""), "type": mentions[0].get("type", "")}
+    offsets = document.get("offsets")
+    listed = []
+    for m, mention in enumerate(mentions):
+        item = {"name": mention.get("name", ""), "sent_id": mention["sent_id"], "pos": list(mention["pos"])}
+        if offsets is not None:
+            item["start"], item["end"] = offsets["mentions"][index][m]
+        listed.append(item)
+    return {"index": int(index), "name": mentions[0].get("name", ""), "type": mentions[0].get("type", ""), "mentions": listed}
+
+
+def _document_words(document):
+    """[(word, sent_id, pos, char span or None)] for the document's words, numbered across sentences."""
+    offsets = document.get("offsets")
+    words = []
+    for s, sentence in enumerate(document["sents"]):
+        for i, word in enumerate(sentence):
+            span = offsets["words"][s][i] if offsets is not None else None
+            words.append((word, s, i, span))
+    return words
+
+
+def _context_words(token_weights, token_word, words, count):
+    """Top `count` document words by localized-context weight: token weights summed per word, special tokens and
+    markers dropped, renormalised over the words kept."""
+    token_word = torch.as_tensor(token_word, device=token_weights.device)
+    length = min(len(token_word), token_weights.shape[-1])
+    token_word, weights = token_word[:length], token_weights[:length].float()
+    keep = token_word >= 0
+    per_word = torch.zeros(len(words), device=weights.device).index_add(0, token_word[keep], weights[keep])
+    total = per_word.sum()
+    if total <= 0:
+        return []
+    per_word = per_word / total
+    top = per_word.topk(min(count, int((per_word > 0).sum())))
+    result = []
+    for weight, w in zip(top.values.tolist(), top.indices.tolist()):
+        word, s, i, span = words[w]
+        item = {"word": word, "sent_id": s, "pos": i, "weight": weight}
+        if span is not None:
+            item["start"], item["end"] = span
+        result.append(item)
+    return result
+
+
+def _input_error(inputs):
+    if isinstance(inputs, str):
+        raise ValueError(
+            "doc-relation-extraction: a plain string has no entities. Pass {'text': ..., 'entities': [...]} with "
+            "entities as NER spans ({'start', 'end', 'label'}, e.g. from spaCy or a token-classification pipeline) "
+            "or as {'mentions': [[start, end], ...], 'type': ...}; or a DocRED-format document (sents, vertexSet)."
+        )
+    keys = sorted(inputs) if isinstance(inputs, dict) else type(inputs).__name__
+    raise ValueError(
+        f"doc-relation-extraction: cannot read an input with {keys}: pass a DocRED-format document (sents, vertexSet) "
+        "or {'text': ..., 'entities': [...]}."
+    )

@@ -245,8 +245,12 @@ class DocREFeaturizer:
 
     # -- featurization ---------------------------------------------------------------------------------------------
 
-    def __call__(self, document, index=None, with_labels=True):
-        """Features of one document (see the module docstring). Raises [`DocREInputError`] on bad input."""
+    def __call__(self, document, index=None, with_labels=True, with_word_map=False):
+        """Features of one document (see the module docstring). Raises [`DocREInputError`] on bad input.
+
+        With `with_word_map=True` the features also hold `token_word`: for every token, the index of the
+        document word it belongs to (words numbered across sentences), -1 for special tokens and markers.
+        """
         self.validate(document, index)
         sents = document["sents"]
         entities = document["vertexSet"]
@@ -283,10 +287,13 @@ class DocREFeaturizer:
             words.extend(sentence[previous:])
 
         input_ids, first_token = self._tokenize(words)
+        word_map = _token_words(sents, words, start_word, end_word, first_token, len(input_ids)) if with_word_map else None
         first_token = first_token.tolist()
         last = len(input_ids) - 1
         mention_index = [[min(first_token[start_word[(m["sent_id"], m["pos"][0])]], last) for m in mentions] for mentions in entities]
         features = {"title": document.get("title"), "input_ids": input_ids, "mention_index": mention_index}
+        if word_map is not None:
+            features["token_word"] = word_map
         if self.mention_spans:
             if marker is None:  # the word after the mention: the next sentence's first word, or the end
                 offsets = np.cumsum([0] + [len(sentence) for sentence in sents]).tolist()
@@ -348,6 +355,25 @@ class DocREFeaturizer:
         features = self.featurize(documents)
         keys = list(dict.fromkeys(key for f in features for key in f))
         return {key: [f.get(key) for f in features] for key in keys}
+
+
+def _token_words(sents, words, start_word, end_word, first_token, num_tokens):
+    """[num_tokens] index of the document word (numbered across sentences) of every token; -1 for special tokens
+    and markers. `words` is the marked word sequence; markers sit at the positions in `end_word`, and before each
+    word in `start_word` when the featurizer inserts markers."""
+    is_marker = np.zeros(len(words), dtype=bool)
+    if len(words) > sum(len(sentence) for sentence in sents):
+        is_marker[list(end_word.values())] = True
+        is_marker[list(start_word.values())] = True
+    word_ids = np.full(len(words), -1, dtype=np.int64)
+    word_ids[~is_marker] = np.arange(int((~is_marker).sum()))
+    token_word = np.full(num_tokens, -1, dtype=np.int64)
+    first = np.asarray(first_token[:-1], dtype=np.int64)
+    last = np.asarray(first_token[1:], dtype=np.int64)
+    counts = np.maximum(last - first, 0)
+    positions = np.repeat(first, counts) + (np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts))
+    token_word[positions] = np.repeat(word_ids, counts)
+    return token_word.tolist()
 
 
 def _from_arrow(document):

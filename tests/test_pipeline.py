@@ -34,6 +34,7 @@ def pipe(model):
 def test_text_input_is_aligned_to_words():
     document = text_to_document(TEXT, ENTITIES)
     assert document["sents"][0] == ["Alan", "Turing", "was", "born", "in", "London", "."]
+    assert document["offsets"]["mentions"][0] == [[0, 11], [32, 34]] and document["offsets"]["sentences"][1] == [32, 80]
     assert document["vertexSet"][0] == [
         {"name": "Alan Turing", "pos": [0, 2], "sent_id": 0, "type": "PER"},
         {"name": "He", "pos": [0, 1], "sent_id": 1, "type": "PER"},
@@ -53,7 +54,11 @@ def test_unaligned_span_is_an_error_or_snapped_on_request():
 
 def check_output(relations, document_entities, config):
     for item in relations:
-        assert set(item) == {"head", "tail", "relation", "relation_id", "score"} or "context" in item
+        assert {"head", "tail", "relation", "relation_id", "score", "sentences"} <= set(item)
+        assert set(item) - {"head", "tail", "relation", "relation_id", "score", "sentences"} <= {"context", "sentence_spans"}
+        for side in ("head", "tail"):
+            assert set(item[side]) == {"index", "name", "type", "mentions"} and item[side]["mentions"]
+            assert set(item["sentences"]) >= {m["sent_id"] for m in item[side]["mentions"]}
         assert item["relation_id"] in config.label2id and item["relation_id"] != "NA"
         assert item["relation"] == config.relation_names[item["relation_id"]]
         assert 0.5 < item["score"] <= 1.0  # ATL: the relation's logit beats the threshold's
@@ -98,7 +103,7 @@ def test_remote_code_pipeline_from_a_saved_folder(model, pipe, tmp_path):
     model.save_pretrained(folder)
     config = json.loads((folder / "config.json").read_text())
     assert config["custom_pipelines"]["doc-relation-extraction"]["impl"] == "pipeline_docre.DocumentRelationExtractionPipeline"
-    assert {"pipeline_docre.py", "processing_docre.py", "losses_docre.py"} <= set(os.listdir(folder))
+    assert {"pipeline_docre.py", "processing_docre.py", "losses_docre.py", "text_docre.py"} <= set(os.listdir(folder))
     # With hf_docre installed, the saved folder works in-process without remote code, and saving did not change
     # the live model's config (custom_pipelines is only in config.json).
     assert not hasattr(model.config, "custom_pipelines")

@@ -1,0 +1,403 @@
+"""Plain text with character-span entities -> a DocRED-format document.
+
+Loaded through ``trust_remote_code`` by the pipeline: flat sibling, standard library only.
+
+- Words: runs of word characters; numbers with decimal or thousands separators (`6.9`, `1,000`) and times (`10:30`);
+  dotted abbreviations (`U.S.`, `e.g.`), single-letter initials (`J.`) and known abbreviations (`Dr.`, `Inc.`,
+  `Jan.`, ...) keep their period; URLs and e-mail addresses are one word (without trailing punctuation); the
+  clitics `'s`, `'re`, `'ve`, `'ll`, `'d`, `'m`, `n't` are words of their own; any other non-space character is a
+  word. A word is also cut where a mention starts or ends inside it, unless that would cut between two letters or
+  digits (then the mention is an error, or is widened with `snap_spans=True`).
+- Sentences end after `.`, `!`, `?` or `...` (and any closing quotes or brackets right after it) when the next word
+  starts with an upper-case letter, a digit or an opening quote or bracket, and at blank lines. An abbreviation
+  ends a sentence only when the next word is a common sentence opener ("The", "He", "In", ...); a title (`Dr.`,
+  `Mr.`, ...) or an initial never does. A sentence never ends inside a mention.
+- Your own segmentation wins: pass `sentences` (strings found in order in the text, or `[start, end]` character
+  offsets), `words` (the same forms), or a `sentence_splitter` callable (text -> either form; e.g. a wrapper
+  around spaCy, pysbd or NLTK).
+
+Entities come either as DocRED-style entities (`{"mentions": [[start, end], ...], "type", "name"}`) or as the flat
+span list NER tools give (`{"start", "end", "label"}`, with optional `"text"` and `"entity_id"`; also transformers'
+`entity_group`/`word` keys, spaCy `Span`s, GLiNER dicts and `(start, end, label)` tuples). Flat spans are grouped
+into entities by `entity_id` when given, else by [`normalize_entity_name`] and label (see [`group_entity_spans`]).
+"""
+
+import bisect
+import re
+import unicodedata
+
+# Abbreviations that keep their period, matched with the case shown. Titles never end a sentence; the others may
+# (see the module docstring). Words that often end a sentence ("art", "no", "sun") are left out on purpose.
+TITLE_ABBREVIATIONS = {
+    "Mr", "Mrs", "Ms", "Dr", "Prof", "St", "Mt", "Ft", "Gen", "Sen", "Rep", "Gov", "Rev", "Capt", "Lt", "Col", "Sgt",
+    "Cmdr", "Adm", "Maj", "Pres", "Hon", "Fr", "Messrs", "Mme", "Mlle", "No", "Nos", "Vol", "Fig", "Figs", "Dept",
+    "Univ", "vs", "ca", "approx", "cf", "pp", "vol", "fig", "figs", "viz",
+}
+OTHER_ABBREVIATIONS = {
+    "Inc", "Ltd", "Co", "Corp", "Plc", "PLC", "LLC", "Bros", "Jr", "Sr", "Ave", "Blvd", "Rd", "etc", "al",
+    "Jan", "Feb", "Mar", "Apr", "Jun", "Jul", "Aug", "Sep", "Sept", "Oct", "Nov", "Dec",
+}
+_TITLES_FOLDED = {a.lower() for a in TITLE_ABBREVIATIONS}
+SENTENCE_OPENERS = {
+    "the", "a", "an", "he", "she", "it", "they", "we", "i", "you", "this", "that", "these", "those", "there", "his",
+    "her", "its", "their", "our", "in", "on", "at", "after", "before", "during", "when", "while", "however", "but",
+    "and", "as", "since", "although", "today", "then", "later", "meanwhile", "from", "by", "for", "with", "one",
+}
+_CLOSERS = {'"', "'", "\u201d", "\u2019", ")", "]", "}", "\u00bb"}
+_TERMINALS = {".", "!", "?", "...", "\u2026"}
+
+_TOKEN = re.compile(
+    r"""
+    (?P<url>(?:https?://|www\.)[^\s<>"]+|[\w.+-]+@[\w-]+(?:\.[\w-]+)+)
+    | (?P<dotted>(?:[^\W\d_]\.){2,})                  # U.S., e.g., i.e.
+    | (?P<number>\d+(?:[.,:]\d+)+)                     # 6.9, 1,000, 10:30
+    | (?P<clitic>(?<=\w)(?:'|\u2019)(?:s|re|ve|ll|d|m)\b|(?<=\w)n't\b)
+    | (?P<word>\w+?(?=n't\b)|\w+)
+    | (?P<ellipsis>\.\.\.)
+    | (?P<other>\S)
+    """,
+    re.VERBOSE | re.IGNORECASE,
+)
+
+
+class SpanAlignmentError(ValueError):
+    """A character span of the text input that cannot be mapped onto words and sentences."""
+
+
+def tokenize_words(text, start=0, end=None, cuts=()):
+    """Words of `text[start:end]` as `(char_start, char_end)` pairs (see the module docstring for the rules).
+
+    `cuts`: character offsets (mention boundaries) where a word is cut in two when the characters on both sides
+    are not both letters/digits.
+    """
+    end = len(text) if end is None else end
+    spans = []
+    for match in _TOKEN.finditer(text, start, end):
+        s, e = match.span()
+        if match.lastgroup == "url":
+            while e > s + 1 and text[e - 1] in ".,;:!?)]}'\"":
+                e -= 1
+            spans.append((s, e))
+            if e < match.end():
+                spans.extend(tokenize_words(text, e, match.end()))
+            continue
+        if match.lastgroup == "word" and e < end and text[e] == "." and _is_abbreviation(text[s:e]):
+            e += 1
+        spans.append((s, e))
+    if cuts:
+        spans = _cut_at(spans, text, sorted(set(cuts)))
+    # An abbreviation's period was also the start of the next match: keep only what is left of that match.
+    merged = []
+    for s, e in spans:
+        if merged and s < merged[-1][1]:
+            s = merged[-1][1]
+            if s >= e:
+                continue
+        merged.append((s, e))
+    return merged
+
+
+def _is_abbreviation(word):
+    return word in TITLE_ABBREVIATIONS or word in OTHER_ABBREVIATIONS or (len(word) == 1 and word.isalpha() and word.isupper())
+
+
+def _cut_at(spans, text, cuts):
+    result = []
+    index = 0
+    for s, e in spans:
+        pieces = [s]
+        while index < len(cuts) and cuts[index] <= s:
+            index += 1
+        j = index
+        while j < len(cuts) and cuts[j] < e:
+            c = cuts[j]
+            if not (text[c - 1].isalnum() and text[c].isalnum()):
+                pieces.append(c)
+            j += 1
+        pieces.append(e)
+        result.extend((a, b) for a, b in zip(pieces, pieces[1:]) if b > a)
+    return result
+
+
+def split_sentences(text, words):
+    """Sentence starts (indices into `words`, the first is 0) for words given as `(char_start, char_end)` pairs."""
+    starts = [0] if words else []
+    i = 0
+    while i < len(words):
+        s, e = words[i]
+        token = text[s:e]
+        terminal = token in _TERMINALS
+        abbreviation = token.endswith(".") and len(token) > 1 and not terminal
+        if not (terminal or abbreviation):
+            if i + 1 < len(words) and _blank_line_between(text, e, words[i + 1][0]):
+                starts.append(i + 1)
+            i += 1
+            continue
+        j = i + 1
+        while j < len(words) and text[words[j][0] : words[j][1]] in _CLOSERS and words[j][0] == words[j - 1][1]:
+            j += 1  # closing quotes / brackets right after the terminal belong to this sentence
+        if j >= len(words):
+            break
+        next_word = text[words[j][0] : words[j][1]]
+        if _blank_line_between(text, words[j - 1][1], words[j][0]):
+            starts.append(j)
+        elif words[j][0] > words[j - 1][1] and _opens_sentence(next_word):
+            if terminal:
+                starts.append(j)
+            else:
+                stem = token[:-1].lower()
+                initial_or_title = stem in _TITLES_FOLDED or (len(stem) == 1 and stem.isalpha())
+                if not initial_or_title and next_word.lower() in SENTENCE_OPENERS:
+                    starts.append(j)
+        i = j
+    return starts
+
+
+def _blank_line_between(text, start, end):
+    return text.count("\n", start, end) >= 2
+
+
+def _opens_sentence(word):
+    first = word[0]
+    return first.isupper() or first.isdigit() or first in "\"'\u201c\u2018([{\u00ab"
+
+
+def normalize_entity_name(name):
+    """The key under which flat NER spans are grouped into one entity: NFKC, case-folded, a leading "the " and a
+    trailing possessive removed, every character that is not a letter, digit or space dropped ("U.S." = "US"),
+    spaces collapsed."""
+    name = unicodedata.normalize("NFKC", name).casefold().strip()
+    name = re.sub(r"^the\s+", "", name)
+    name = re.sub(r"(?:'|\u2019)s$", "", name)
+    name = re.sub(r"[^\w\s]|_", "", name)
+    return " ".join(name.split())
+
+
+def _span_fields(span, index):
+    """(start, end, label, text, entity_id) of one flat NER span in any of the accepted forms."""
+    if isinstance(span, (tuple, list)):
+        if len(span) not in (2, 3):
+            raise SpanAlignmentError(f"entities[{index}]: a span tuple is (start, end) or (start, end, label), got {span!r}")
+        return int(span[0]), int(span[1]), (span[2] if len(span) == 3 else ""), None, None
+    if not isinstance(span, dict):  # spaCy Span and similar objects
+        if hasattr(span, "start_char") and hasattr(span, "end_char"):
+            return int(span.start_char), int(span.end_char), getattr(span, "label_", ""), None, getattr(span, "entity_id", None)
+        raise SpanAlignmentError(f"entities[{index}]: expected a span dict, tuple or spaCy Span, got {type(span).__name__}")
+    start = span.get("start", span.get("start_char"))
+    end = span.get("end", span.get("end_char"))
+    if start is None or end is None:
+        raise SpanAlignmentError(f"entities[{index}] has no `start`/`end` character offsets (and no `mentions`): {span!r}")
+    label = span.get("label", span.get("entity_group", span.get("entity", span.get("type", ""))))
+    return int(start), int(end), label or "", span.get("text", span.get("word")), span.get("entity_id")
+
+
+def group_entity_spans(text, spans):
+    """Flat NER spans -> entities `[{"mentions": [[start, end], ...], "type", "name"}]`.
+
+    Spans with an `entity_id` are grouped by it; the others by (normalised name, label), the name being the span's
+    text in `text` (`normalize_entity_name`). Whitespace at a span's edges is trimmed; a span given twice counts
+    once. Entities are ordered by their first mention, mentions by position; the type is the most frequent label
+    of the mentions, the name the first mention's text.
+    """
+    groups = {}
+    for index, span in enumerate(spans):
+        start, end, label, _, entity_id = _span_fields(span, index)
+        if not 0 <= start < end <= len(text):
+            raise SpanAlignmentError(f"entities[{index}] = [{start}, {end}) is not a non-empty span of the {len(text)}-character text")
+        while start < end and text[start].isspace():
+            start += 1
+        while end > start and text[end - 1].isspace():
+            end -= 1
+        if start == end:
+            raise SpanAlignmentError(f"entities[{index}] covers only whitespace")
+        key = ("id", entity_id) if entity_id is not None else ("name", normalize_entity_name(text[start:end]), label)
+        groups.setdefault(key, []).append((start, end, label))
+    entities = []
+    for mentions in groups.values():
+        mentions = sorted(set(mentions))
+        labels = [label for _, _, label in mentions]
+        label = max(dict.fromkeys(labels), key=labels.count)
+        first = mentions[0]
+        entities.append({"mentions": [[s, e] for s, e, _ in mentions], "type": label, "name": text[first[0] : first[1]]})
+    entities.sort(key=lambda entity: tuple(entity["mentions"][0]))
+    return entities
+
+
+def entity_input_form(entities):
+    """`"entities"` (each with `mentions`), `"spans"` (flat NER spans) or `"empty"`; raises on a mix."""
+    if not entities:
+        return "empty"
+    has_mentions = [isinstance(e, dict) and "mentions" in e for e in entities]
+    if all(has_mentions):
+        return "entities"
+    if not any(has_mentions):
+        return "spans"
+    raise SpanAlignmentError(
+        "entities mix entity dicts with `mentions` and flat spans; give either entities with `mentions` lists, or "
+        "a flat list of {start, end, label} spans (grouped into entities by `entity_id` or by name)"
+    )
+
+
+def _locate(text, items, what, start=0, end=None):
+    """`items` (strings found in order, or [start, end] offsets) -> [(start, end)]."""
+    end = len(text) if end is None else end
+    spans, cursor = [], start
+    for i, item in enumerate(items):
+        if isinstance(item, str):
+            found = text.find(item, cursor, end)
+            if found < 0 or not item:
+                raise SpanAlignmentError(f"{what}[{i}] = {item[:40]!r} is not found in the text after character {cursor}")
+            spans.append((found, found + len(item)))
+        else:
+            s, e = int(item[0]), int(item[1])
+            if not (cursor <= s < e <= end):
+                raise SpanAlignmentError(f"{what}[{i}] = [{s}, {e}) must be a non-empty span after the previous one, within [{cursor}, {end})")
+            spans.append((s, e))
+        cursor = spans[-1][1]
+    return spans
+
+
+def text_to_document(text, entities, title=None, snap_spans=False, sentences=None, words=None, sentence_splitter=None):
+    """`{"text", "entities"}` input -> a DocRED-format document.
+
+    Args:
+        text: the document.
+        entities: DocRED-style entities with character-span `mentions`, or flat NER spans (module docstring).
+        title: the document's title.
+        snap_spans: widen a mention that starts or ends inside a word to the words it touches, instead of raising.
+        sentences / words: your own segmentation (strings in order, or `[start, end]` offsets); words must lie
+            inside the sentences.
+        sentence_splitter: a callable `text -> sentences` (either form), used when `sentences` is not given.
+    Returns:
+        the document (`title`, `sents`, `vertexSet`) plus `text` and `offsets`: `{"words": [[[start, end], ...]
+        per sentence], "mentions": [[[start, end], ...] per entity], "sentences": [[start, end], ...]}` character
+        offsets, which the pipeline uses to report spans.
+    Raises:
+        [`SpanAlignmentError`] naming the entity, the mention and the nearest word-aligned span.
+    """
+    if not isinstance(text, str):
+        raise SpanAlignmentError(f"`text` must be a string, got {type(text).__name__}")
+    form = entity_input_form(entities)
+    if form == "spans":
+        entities = group_entity_spans(text, entities)
+    mention_spans = []
+    for e, entity in enumerate(entities):
+        if not isinstance(entity, dict):
+            raise SpanAlignmentError(f"entities[{e}] must be a dict, got {type(entity).__name__}")
+        spans = []
+        for m, span in enumerate(entity.get("mentions") or []):
+            try:
+                start, end = int(span[0]), int(span[1])
+            except (TypeError, ValueError, IndexError):
+                raise SpanAlignmentError(f"entities[{e}].mentions[{m}] must be [char_start, char_end], got {span!r}") from None
+            if not 0 <= start < end <= len(text):
+                raise SpanAlignmentError(f"entities[{e}].mentions[{m}] = [{start}, {end}) is not a non-empty span of the {len(text)}-character text")
+            spans.append((start, end))
+        if not spans:
+            raise SpanAlignmentError(f"entities[{e}] has no mentions")
+        mention_spans.append(spans)
+    cuts = [offset for spans in mention_spans for span in spans for offset in span]
+
+    if sentences is None and sentence_splitter is not None:
+        sentences = sentence_splitter(text)
+    sentence_spans = _locate(text, sentences, "sentences") if sentences is not None else None
+    if words is not None:
+        word_spans = _locate(text, words, "words")
+    elif sentence_spans is not None:
+        word_spans = [w for s, e in sentence_spans for w in tokenize_words(text, s, e, cuts)]
+    else:
+        word_spans = tokenize_words(text, cuts=cuts)
+    if not word_spans:
+        raise SpanAlignmentError("the text has no words")
+
+    word_starts = [ws for ws, _ in word_spans]
+    word_ends = [we for _, we in word_spans]
+
+    def touched(start, end):  # words overlapping [start, end) (word spans are sorted and disjoint)
+        return list(range(bisect.bisect_right(word_ends, start), bisect.bisect_left(word_starts, end)))
+
+    # Word range of every mention (aligned, snapped, or an error).
+    mention_words = []
+    for e, spans in enumerate(mention_spans):
+        ranges = []
+        for m, (start, end) in enumerate(spans):
+            hit = touched(start, end)
+            where = f"entities[{e}].mentions[{m}] = [{start}, {end}) ({text[start:end]!r})"
+            if not hit:
+                raise SpanAlignmentError(f"{where} covers no word of the text")
+            first, last = hit[0], hit[-1]
+            snapped = (word_spans[first][0], word_spans[last][1])
+            if snapped != (start, end) and not snap_spans:
+                raise SpanAlignmentError(
+                    f"{where} does not align to word boundaries; the words it touches span {list(snapped)} "
+                    f"({text[snapped[0]:snapped[1]]!r}). Fix the span, or pass snap_spans=True to use the words."
+                )
+            ranges.append((first, last))
+        mention_words.append(ranges)
+
+    # Sentence of every word.
+    if sentence_spans is not None:
+        sentence_starts = [s for s, _ in sentence_spans]
+        sentence_of = []
+        for i, (ws, we) in enumerate(word_spans):
+            k = bisect.bisect_right(sentence_starts, ws) - 1
+            if k < 0 or we > sentence_spans[k][1]:
+                raise SpanAlignmentError(f"words[{i}] = [{ws}, {we}) ({text[ws:we]!r}) is not inside one of the given sentences")
+            sentence_of.append(k)
+        for e, ranges in enumerate(mention_words):
+            for m, (first, last) in enumerate(ranges):
+                if sentence_of[first] != sentence_of[last]:
+                    start, end = mention_spans[e][m]
+                    raise SpanAlignmentError(f"entities[{e}].mentions[{m}] = [{start}, {end}) ({text[start:end]!r}) crosses a boundary of the given sentences")
+        used = sorted(set(sentence_of))
+        renumber = {k: n for n, k in enumerate(used)}
+        sentence_of = [renumber[k] for k in sentence_of]
+    else:
+        inside_mention = set()
+        for ranges in mention_words:
+            for first, last in ranges:
+                inside_mention.update(range(first + 1, last + 1))
+        starts = [s for s in split_sentences(text, word_spans) if s not in inside_mention]
+        sentence_of, current = [], -1
+        boundaries = set(starts)
+        for i in range(len(word_spans)):
+            if i in boundaries:
+                current += 1
+            sentence_of.append(current)
+
+    first_word_of = {}
+    for i, s in enumerate(sentence_of):
+        first_word_of.setdefault(s, i)
+    num_sentences = max(sentence_of) + 1
+    sents = [[] for _ in range(num_sentences)]
+    offsets_words = [[] for _ in range(num_sentences)]
+    for (ws, we), s in zip(word_spans, sentence_of):
+        sents[s].append(text[ws:we])
+        offsets_words[s].append([ws, we])
+
+    vertex_set, offsets_mentions = [], []
+    for e, (entity, ranges) in enumerate(zip(entities, mention_words)):
+        mentions, char_spans = [], []
+        for first, last in ranges:
+            s = sentence_of[first]
+            char_start, char_end = word_spans[first][0], word_spans[last][1]
+            mentions.append({
+                "name": text[char_start:char_end],
+                "pos": [first - first_word_of[s], last - first_word_of[s] + 1],
+                "sent_id": s,
+                "type": entity.get("type", ""),
+            })
+            char_spans.append([char_start, char_end])
+        vertex_set.append(mentions)
+        offsets_mentions.append(char_spans)
+    return {
+        "title": title or "",
+        "sents": sents,
+        "vertexSet": vertex_set,
+        "text": text,
+        "offsets": {
+            "words": offsets_words,
+            "mentions": offsets_mentions,
+            "sentences": [[words_[0][0], words_[-1][1]] for words_ in offsets_words],
+        },
+    }
