@@ -13,6 +13,7 @@ _LOSSES = ("atl", "bce", "afl")
 _MENTION_REPRESENTATIONS = ("start", "span")
 _PAIR_HEADS = ("group_bilinear", "bilinear")
 _DISTILLATION_LOSSES = ("mse", "kl")
+_DISTANT_PAIRS = ("no_relation", "entity_context", "zero_context")
 
 class _Unset:
     def __repr__(self):
@@ -102,6 +103,13 @@ class DocREConfig(PretrainedConfig):
         distillation_loss (`str`): `"mse"` (paper) or `"kl"`, between student and teacher logits when
             `teacher_logits` are given.
         distillation_weight (`float`): weight of the distillation loss (paper: L = L_KD + L_RE, 1.0).
+        distant_pairs (`str`): what to do in a long document with a pair whose entities share no encoder window
+            (no window holds a mention of each; documents that fit one window have no such pair, so the head never
+            saw one in training): `"no_relation"` (default) does not score them: they decode as NA and take no
+            loss; `"entity_context"` scores them with a localized context made of the two entities' own attention
+            (the mean of A_s and A_o instead of their product); `"zero_context"` scores them with no context at
+            all (what hf_docre did before; the head fires on such pairs far too often). See
+            `benchmarks/bench_long_documents.py`.
     """
 
     model_type = "docre"
@@ -138,6 +146,7 @@ class DocREConfig(PretrainedConfig):
         focal_positive_weight="paper",
         distillation_loss="mse",
         distillation_weight=1.0,
+        distant_pairs="no_relation",
         **kwargs,
     ):
         if method not in METHOD_PRESETS:
@@ -192,6 +201,7 @@ class DocREConfig(PretrainedConfig):
             ("pair_head", pair_head, _PAIR_HEADS),
             ("distillation_loss", distillation_loss, _DISTILLATION_LOSSES),
             ("focal_positive_weight", focal_positive_weight, ("paper", "released_code")),
+            ("distant_pairs", distant_pairs, _DISTANT_PAIRS),
         ):
             if value not in allowed:
                 raise ValueError(f"DocREConfig: `{name}` must be one of {allowed}, got {value!r}.")
@@ -226,6 +236,7 @@ class DocREConfig(PretrainedConfig):
         self.focal_positive_weight = focal_positive_weight
         self.distillation_loss = distillation_loss
         self.distillation_weight = distillation_weight
+        self.distant_pairs = distant_pairs
         super().__init__(**kwargs)
         if self.id2label is None or 0 not in self.id2label:
             self.id2label = {0: NA_LABEL, 1: "relation"}

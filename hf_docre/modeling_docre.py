@@ -286,6 +286,8 @@ class DocREModelOutput(ModelOutput):
             distillation included.
         distillation_loss (`torch.FloatTensor` of shape `[B, P]`, *optional*): the weighted distillation loss of
             each pair, when `teacher_logits` are given (with or without labels).
+        scored_pairs (`torch.LongTensor` of shape `[B, P]`): 1 for the pairs the head scored; 0 for padding and for
+            pairs left unscored (`distant_pairs="no_relation"`), whose logits decode as NA and which take no loss.
     """
 
     loss: torch.FloatTensor | None = None
@@ -294,6 +296,7 @@ class DocREModelOutput(ModelOutput):
     entity_embeddings: torch.FloatTensor | None = None
     pair_loss: torch.FloatTensor | None = None
     distillation_loss: torch.FloatTensor | None = None
+    scored_pairs: torch.LongTensor | None = None
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -303,10 +306,13 @@ class DocREModelOutput(ModelOutput):
 
 @dataclass
 class EncodedDocuments:
-    """`sequence_output` [B, L, D] and `entity_attention` [B, E, H, L] (mean of the mentions' attention rows)."""
+    """`sequence_output` [B, L, D], `entity_attention` [B, E, H, L] (mean of the mentions' attention rows) and
+    `shared_window` [B, E, E] bool: whether some encoder window holds a mention of both entities (None when every
+    document fits one window, so every pair shares it)."""
 
     sequence_output: torch.Tensor
     entity_attention: torch.Tensor | None
+    shared_window: torch.Tensor | None = None
 
 
 # Encoder cost of one extra sub-batch, in padded tokens: below this saving, documents share a sub-batch.
@@ -629,11 +635,15 @@ class DocREModel(DocREPreTrainedModel):
         pad_id = config.encoder.pad_token_id
         window_ids = input_ids[doc, source].masked_fill(~in_window, pad_id if pad_id is not None else 0)
 
-        rows = inside = None
+        window_mentions = mention_index[doc[:, 0]]  # [N, E, M]
+        local_mention = window_mentions - start[:, :, None]
+        inside = (window_mentions >= 0) & (local_mention >= prefix) & (local_mention < prefix + content[:, :, None])
+        # Pairs of entities with a mention each in one window; only those pairs' relations were ever seen in training.
+        entity_in_window = inside.any(-1).to(torch.float32)  # [N, E]
+        together = torch.einsum("ns,no->nso", entity_in_window, entity_in_window)
+        shared_window = together.new_zeros(batch_size, *together.shape[1:]).index_add(0, doc[:, 0], together) > 0
+        rows = None
         if need_attention:
-            window_mentions = mention_index[doc[:, 0]]  # [N, E, M]
-            local_mention = window_mentions - start[:, :, None]
-            inside = (window_mentions >= 0) & (local_mention >= prefix) & (local_mention < prefix + content[:, :, None])
             rows = torch.where(inside, local_mention, torch.zeros_like(local_mention)).flatten(1)
         hidden, row_attention = self._encode_bucketed(window_ids, window_lengths, rows, encoder)
 
@@ -645,7 +655,7 @@ class DocREModel(DocREPreTrainedModel):
         counts = hidden.new_zeros(batch_size * (length + 1)).index_add(0, target, kept_tokens)
         sequence_output = (summed / counts.clamp(min=1)[:, None]).view(batch_size, length + 1, hidden_size)[:, :length]
         if not need_attention:
-            return EncodedDocuments(sequence_output, None)
+            return EncodedDocuments(sequence_output, None, shared_window)
 
         # Renormalise rows over the kept columns (windows that are the whole document are left untouched), then
         # average each mention over the windows holding it and each entity over its mentions.
@@ -665,7 +675,7 @@ class DocREModel(DocREPreTrainedModel):
         flat = window_entity_attention.permute(1, 2, 0, 3).reshape(num_entities, num_heads, -1)
         entity_attention = flat.new_zeros(num_entities, num_heads, batch_size * (length + 1)).index_add(2, target, flat)
         entity_attention = entity_attention.view(num_entities, num_heads, batch_size, length + 1)[..., :length]
-        return EncodedDocuments(sequence_output, entity_attention.permute(2, 0, 1, 3))
+        return EncodedDocuments(sequence_output, entity_attention.permute(2, 0, 1, 3), shared_window)
 
     def pool_entities(self, sequence_output, mention_index, mention_end=None):
         """Entity embeddings [B, E, D] from the hidden states of their mentions' start tokens, or with
@@ -692,11 +702,13 @@ class DocREModel(DocREPreTrainedModel):
             pooled = (mentions * mask).sum(2) / valid.sum(-1, keepdim=True).clamp(min=1)
         return torch.where(has_mention, pooled, torch.zeros_like(pooled))
 
-    def localized_context(self, sequence_output, entity_attention, pair_index, pair_mask):
+    def localized_context(self, sequence_output, entity_attention, pair_index, pair_mask, own_context=None):
         """Localized context pooling (ATLOP Sec. 5). Returns the weights a [B, P, L] and the context c [B, P, D].
 
         q = sum over heads of A_s * A_o; a = q / sum(q); c = H^T a. In a long document, entities that share no
-        window have attention with disjoint support: q is 0 everywhere and the pair gets no context (a = c = 0).
+        window have attention with (almost) disjoint support, so q is 0 or nearly. Pairs marked in `own_context`
+        ([B, P] bool; `distant_pairs="entity_context"`) take instead the mean of the two entities' own attention,
+        a = (mean_h A_s + mean_h A_o) / 2; other pairs with q = 0 get no context (a = c = 0).
         """
         batch_size, num_entities = entity_attention.shape[:2]
         batch_index = torch.arange(batch_size, device=pair_index.device)[:, None]
@@ -705,6 +717,10 @@ class DocREModel(DocREPreTrainedModel):
         pair_attention = torch.einsum("bshl,bohl->bsol", entity_attention, entity_attention)
         pair_attention = pair_attention.flatten(1, 2)[batch_index, heads * num_entities + tails]  # [B, P, L]
         pair_attention = pair_attention * pair_mask[..., None].to(pair_attention.dtype)
+        if own_context is not None and bool(own_context.any()):
+            entity_mean = entity_attention.mean(2)  # [B, E, L]
+            own = (entity_mean[batch_index, heads] + entity_mean[batch_index, tails]) / 2
+            pair_attention = torch.where(own_context[..., None], own, pair_attention)
         total = pair_attention.sum(-1, keepdim=True)
         weights = pair_attention / torch.where(total > 0, total, torch.ones_like(total))
         context = torch.bmm(weights.to(sequence_output.dtype), sequence_output)
@@ -752,7 +768,15 @@ class DocREModel(DocREPreTrainedModel):
 
         entity_embeddings = self.pool_entities(sequence_output, mention_index, mention_end)  # [B, E, D]
         pair_mask = (pair_index[..., 0] >= 0) & (pair_index[..., 1] >= 0)  # [B, P]
-        pair_batch, pair_slot = pair_mask.nonzero(as_tuple=True)  # the N real pairs
+        distant = None  # [B, P]: real pairs whose entities share no encoder window
+        if encoded.shared_window is not None:
+            batch_index = torch.arange(pair_index.shape[0], device=pair_index.device)[:, None]
+            shares = encoded.shared_window[batch_index, pair_index[..., 0].clamp(min=0), pair_index[..., 1].clamp(min=0)]
+            distant = pair_mask & ~shares
+        # Distant pairs are out of the training distribution (documents that fit one window have none); by default
+        # they are not scored and decode as NA (see `DocREConfig.distant_pairs`).
+        scored = pair_mask & ~distant if distant is not None and config.distant_pairs == "no_relation" else pair_mask
+        pair_batch, pair_slot = scored.nonzero(as_tuple=True)  # the N pairs the head scores
         heads = pair_index[pair_batch, pair_slot, 0]
         tails = pair_index[pair_batch, pair_slot, 1]
 
@@ -766,7 +790,10 @@ class DocREModel(DocREPreTrainedModel):
             head_repr = head_entity + self.head_extractor.bias
             tail_repr = tail_entity + self.tail_extractor.bias
             if use_context:
-                context_weights, context = self.localized_context(sequence_output, encoded.entity_attention, pair_index, pair_mask)
+                own_context = distant if config.distant_pairs == "entity_context" else None
+                context_weights, context = self.localized_context(
+                    sequence_output, encoded.entity_attention, pair_index, scored, own_context
+                )
                 context = self.dropout(context[pair_batch, pair_slot])  # [N, D]
                 head_repr = head_repr + nn.functional.linear(context, self.head_extractor.weight[:, hidden:])
                 tail_repr = tail_repr + nn.functional.linear(context, self.tail_extractor.weight[:, hidden:])
@@ -788,7 +815,7 @@ class DocREModel(DocREPreTrainedModel):
             exists = self.existence_bilinear(projected[pair_batch, heads], projected[pair_batch, tails])  # [N, 1]
             real_logits = torch.cat([-exists, real_logits[:, 1:]], dim=-1)  # column 0: the no-relation logit
 
-        logits = real_logits.new_full((*pair_mask.shape, config.num_relations), PAD_RELATION_LOGIT)
+        logits = real_logits.new_full((*pair_mask.shape, config.num_relations), PAD_RELATION_LOGIT)  # NA unless scored
         logits[..., 0] = 0.0
         logits = logits.index_put((pair_batch, pair_slot), real_logits)
 
@@ -803,8 +830,11 @@ class DocREModel(DocREPreTrainedModel):
             per_pair = relation_loss_fn(config, training=self.training)(real_logits, real_labels.clamp(min=0)) * labeled
             pair_loss = per_pair.new_zeros(pair_mask.shape).index_put((pair_batch, pair_slot), per_pair)
             if distillation is not None:
-                pair_loss = pair_loss + distillation * pair_mask.to(distillation.dtype)
-            loss = pair_loss.sum() / labeled.sum().clamp(min=1)
+                pair_loss = pair_loss + distillation * scored.to(distillation.dtype)
+            # The mean over every labelled real pair; unscored (distant) pairs count with a loss of 0, so the value
+            # equals DocRELoss under the Trainer, whose item count comes from the labels alone.
+            num_labeled = ((labels[..., 0] != -100) & pair_mask).sum()
+            loss = pair_loss.sum() / num_labeled.clamp(min=1)
 
         return DocREModelOutput(
             loss=loss,
@@ -813,6 +843,7 @@ class DocREModel(DocREPreTrainedModel):
             entity_embeddings=entity_embeddings if output_entity_embeddings else None,
             pair_loss=pair_loss,
             distillation_loss=distillation,
+            scored_pairs=scored.long(),
         )
 
     # -- decoding ----------------------------------------------------------------------------------------------------

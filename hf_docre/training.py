@@ -23,6 +23,7 @@ from .processing_docre import feature_pairs
 
 class DocRELoss:
     """Loss for `Trainer(compute_loss_func=...)`: the mean loss over real pairs, right under gradient accumulation.
+    Pairs the model left unscored (`scored_pairs` = 0, see `DocREConfig.distant_pairs`) count with a loss of 0.
 
     With `compute_loss_func` set, the Trainer does not divide by the gradient-accumulation steps; it passes
     `num_items_in_batch`, the number of label entries that are not -100 over all micro-batches of the step (and
@@ -42,13 +43,17 @@ class DocRELoss:
     def __call__(self, outputs, labels, num_items_in_batch=None):
         logits = outputs["logits"] if isinstance(outputs, dict) else outputs.logits
         real = labels[..., 0] != -100
+        num_real = real.sum()
+        scored = outputs.get("scored_pairs") if isinstance(outputs, dict) else outputs.scored_pairs
+        if scored is not None:  # pairs the model left unscored (distant pairs) decode as NA and add 0 to the loss
+            real = real & (scored > 0)
         training = self.model.training if self.model is not None else True
         per_pair = relation_loss_fn(self.config, training)(logits[real], labels[real].to(logits.dtype))
         distillation = outputs.get("distillation_loss") if isinstance(outputs, dict) else outputs.distillation_loss
         if distillation is not None:  # the model computed it from the `teacher_logits` input
             per_pair = per_pair + distillation[real]
         if num_items_in_batch is None:
-            return per_pair.sum() / real.sum().clamp(min=1)
+            return per_pair.sum() / num_real.clamp(min=1)
         num_pairs = num_items_in_batch / labels.shape[-1]
         if torch.is_tensor(num_pairs):
             num_pairs = num_pairs.to(per_pair.device)

@@ -78,7 +78,8 @@ def test_push_uploads_the_complete_folder_and_keeps_our_readme(model, tmp_path, 
     files = set(os.listdir(uploaded))
     assert files == {
         "README.md", "config.json", "model.safetensors", "configuration_docre.py", "modeling_docre.py",
-        "losses_docre.py", "processing_docre.py", "pipeline_docre.py", "tokenizer.json", "tokenizer_config.json",
+        "losses_docre.py", "processing_docre.py", "pipeline_docre.py", "text_docre.py", "tokenizer.json",
+        "tokenizer_config.json",
     }
     readme = (uploaded / "README.md").read_text()
     assert "org/atlop-tiny" in readme and "value: 30.00" in readme

@@ -183,9 +183,14 @@ def test_loss_is_the_mean_atl_over_real_pairs_and_gradients_reach_encoder_and_he
         torch.manual_seed(0)
         batch, features = batch_of(model, [redocred_documents[10], short_document(redocred_documents[11])])
         output = model(**batch)
-        real = batch["labels"][..., 0] != -100
+        # Real pairs the head scored: in these long documents (the tiny encoder's window is 128 tokens) pairs whose
+        # entities share no window are left unscored and take no loss (distant_pairs="no_relation").
+        # They count in the mean with a loss of 0.
+        labeled = batch["labels"][..., 0] != -100
+        real = labeled & (output.scored_pairs > 0)
+        assert 0 < real.sum() < labeled.sum()
         torch.manual_seed(0)
-        expected = adaptive_thresholding_loss(model(**batch).logits[real], batch["labels"][real]).mean()
+        expected = adaptive_thresholding_loss(model(**batch).logits[real], batch["labels"][real]).sum() / labeled.sum()
         assert torch.allclose(output.loss, expected, atol=1e-6)
         output.loss.backward()
         assert model.encoder.embeddings.word_embeddings.weight.grad.abs().sum() > 0
@@ -199,19 +204,31 @@ def test_loss_is_the_mean_atl_over_real_pairs_and_gradients_reach_encoder_and_he
 def test_context_weights_are_distributions(model, redocred_documents):
     batch, features = batch_of(model, [redocred_documents[12], short_document(redocred_documents[13])])
     with torch.no_grad():
-        weights = model(**batch, output_context_weights=True).context_weights
-        entity_attention = model.encode(batch["input_ids"], batch["attention_mask"], batch["mention_index"]).entity_attention
+        output = model(**batch, output_context_weights=True)
+        weights = output.context_weights
+        encoded = model.encode(batch["input_ids"], batch["attention_mask"], batch["mention_index"])
+        model.config.distant_pairs = "entity_context"
+        own = model(**batch, output_context_weights=True)
+        model.config.distant_pairs = "no_relation"
     for b, feature in enumerate(features):
         num_pairs = num_feature_pairs(feature)
         sums = weights[b, :num_pairs].sum(-1)
-        # A distribution, except for pairs whose entities share no window: their attention rows have disjoint
-        # support, q = A_s * A_o is 0 everywhere and the pair gets no context (c = 0).
+        # A distribution for every scored pair; pairs whose entities share no window are not scored (no context).
         pairs = torch.from_numpy(feature_pairs(feature))
-        overlap = (entity_attention[b, pairs[:, 0]] * entity_attention[b, pairs[:, 1]]).sum((-1, -2)) > 0
-        assert torch.allclose(sums[overlap], torch.ones_like(sums[overlap]), atol=1e-5)
-        assert (sums[~overlap] == 0).all()
+        scored = output.scored_pairs[b, :num_pairs] > 0
+        assert torch.allclose(sums[scored], torch.ones_like(sums[scored]), atol=1e-5)
+        assert (sums[~scored] == 0).all()
         if len(feature["input_ids"]) <= model.config.window_size:
-            assert overlap.all()
+            assert scored.all()
+        else:
+            assert torch.equal(scored, encoded.shared_window[b, pairs[:, 0], pairs[:, 1]])
+        # With distant_pairs="entity_context" every pair is scored, distant ones with their entities' own attention.
+        if b == 0:
+            assert not scored.all()  # the first document is long enough to have distant pairs
+        own_sums = own.context_weights[b, :num_pairs].sum(-1)
+        assert (own.scored_pairs[b, :num_pairs] == 1).all()
+        assert torch.allclose(own_sums, torch.ones_like(own_sums), atol=1e-5)
+        assert torch.allclose(own.context_weights[b, :num_pairs][scored], weights[b, :num_pairs][scored], atol=1e-6)
         assert (weights[b, num_pairs:] == 0).all()
         assert (weights[b, :, len(feature["input_ids"]):] == 0).all()
 
