@@ -1,0 +1,61 @@
+"""Long documents: pairs whose entities share no encoder window are out of the training distribution and are not
+scored by default (`distant_pairs="no_relation"`); the options score them with their own context or none."""
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import pipeline
+
+from conftest import SMALL_HEAD, short_document
+from hf_docre import DocREModel
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from bench_long_documents import join_documents  # noqa: E402
+
+
+def _firing_model(encoder_dirs, relation_info, distant_pairs):
+    """A tiny ATLOP model whose head predicts a relation for every pair it scores."""
+    torch.manual_seed(0)
+    model = DocREModel.from_encoder(encoder_dirs["bert"], relations=list(relation_info), distant_pairs=distant_pairs, **SMALL_HEAD)
+    with torch.no_grad():
+        model.bilinear.bias[0] = -50.0
+        model.bilinear.bias[1:] = 50.0
+    return model.eval()
+
+
+def _distances(feature):
+    """Smallest token distance between a mention of h and a mention of t, for every entity pair."""
+    mentions = feature["mention_index"]
+    return {(h, t): min(abs(a - b) for a in mentions[h] for b in mentions[t])
+            for h in range(len(mentions)) for t in range(len(mentions)) if h != t}
+
+
+@pytest.mark.parametrize("distant_pairs", ["no_relation", "entity_context", "zero_context"])
+def test_joined_real_documents_score_only_pairs_that_share_a_window(encoder_dirs, relation_info, redocred_documents, distant_pairs):
+    documents = [short_document(d, 3) for d in redocred_documents[20:24]]
+    joined, source = join_documents(documents)
+    model = _firing_model(encoder_dirs, relation_info, distant_pairs)
+    pipe = pipeline("doc-relation-extraction", model=model, max_relations_per_pair=1)
+    feature = pipe.featurizer(joined, with_labels=False)
+    config = model.config
+    window = config.effective_window_size
+    capacity = window - config.window_prefix_tokens - config.window_suffix_tokens
+    assert len(feature["input_ids"]) > 3 * window  # several windows
+    distance = _distances(feature)
+    returned = {(x["head"]["index"], x["tail"]["index"]) for x in pipe(joined)}
+    far = {pair for pair, d in distance.items() if d >= capacity}  # no window can hold both
+    near = {pair for pair, d in distance.items() if d < capacity - config.effective_window_stride}  # some window must
+    assert far and near
+    assert near <= returned
+    if distant_pairs == "no_relation":
+        assert not returned & far
+        across = [pair for pair in returned if source[pair[0]][0] != source[pair[1]][0]]
+        assert all(distance[pair] < capacity for pair in across)
+    else:  # scored: with this head, every pair fires
+        assert far <= returned
+
+    # Each source document alone fits in fewer windows; a pair of it that is near stays scored when joined.
+    alone = pipe(documents[0])
+    assert {(x["head"]["index"], x["tail"]["index"]) for x in alone} >= {p for p in near if source[p[0]][0] == source[p[1]][0] == 0}
