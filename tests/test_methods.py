@@ -362,8 +362,11 @@ def test_distillation_teacher_student_finetune(encoder_dirs, relation_info, redo
     with torch.no_grad():
         output = student(**batch)
         without = student(**{k: v for k, v in batch.items() if k != "teacher_logits"})
-        real = output.scored_pairs > 0  # pairs sharing no encoder window are not scored (distant_pairs)
-        mse = (output.logits[real] - batch["teacher_logits"][real]).pow(2).mean()
+        # Pairs sharing no encoder window are not scored (distant_pairs): they add 0, and the mean is over all
+        # labelled pairs.
+        scored = output.scored_pairs > 0
+        labeled = batch["labels"][..., 0] != -100
+        mse = (output.logits[scored] - batch["teacher_logits"][scored]).pow(2).mean(-1).sum() / labeled.sum()
     assert torch.allclose(output.loss, without.loss + mse, atol=1e-5)  # Eq. 13: L = L_KD + L_RE
     student.train()
     trainer = _trainer(student, stored, tmp_path / "student", steps=8)
