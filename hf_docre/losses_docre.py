@@ -176,11 +176,17 @@ def decode_relations(logits, loss="atl", global_threshold=0.5, max_relations_per
         above = torch.cat([torch.zeros_like(chosen[..., :1]), chosen & (logits[..., :1] < 0)], dim=-1)
     else:
         raise ValueError(f"unknown decoding {loss!r}")
+    return _keep_best(above, logits, max_relations_per_pair)
+
+
+def _keep_best(above, values, max_relations_per_pair):
+    """At most `max_relations_per_pair` of the relations in `above` per pair, those with the highest `values`
+    (<= 0 keeps all); column 0 becomes True exactly where none is left (NA)."""
     above[..., 0] = False
-    num_relations = logits.shape[-1] - 1
+    num_relations = values.shape[-1] - 1
     if 0 < max_relations_per_pair < num_relations:
-        kth_best = logits[..., 1:].topk(max_relations_per_pair, dim=-1).values[..., -1:]
-        above &= logits >= kth_best
+        kth_best = values[..., 1:].topk(max_relations_per_pair, dim=-1).values[..., -1:]
+        above &= values >= kth_best
     above[..., 0] = ~above[..., 1:].any(-1)
     return above
 
@@ -189,14 +195,7 @@ def select_by_score(scores, threshold, max_relations_per_pair=4):
     """Predictions from relation scores ([..., R], column 0 ignored; see `relation_scores`): the relations whose
     score is above `threshold`, at most `max_relations_per_pair` per pair (the best; <= 0 keeps all). Returns
     [..., R] bool with column 0 True where no relation is kept, like `decode_relations`."""
-    above = scores > threshold
-    above[..., 0] = False
-    num_relations = scores.shape[-1] - 1
-    if 0 < max_relations_per_pair < num_relations:
-        kth_best = scores[..., 1:].topk(max_relations_per_pair, dim=-1).values[..., -1:]
-        above &= scores >= kth_best
-    above[..., 0] = ~above[..., 1:].any(-1)
-    return above
+    return _keep_best(scores > threshold, scores, max_relations_per_pair)
 
 
 def relation_scores(logits, loss="atl"):
