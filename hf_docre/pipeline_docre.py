@@ -22,7 +22,6 @@ adaptive-thresholding and adaptive focal losses, sigmoid(logit_r) for the BCE he
 two-step. `threshold=` keeps the relations whose score is above it, for every head.
 """
 
-import numpy as np
 import torch
 from transformers import Pipeline
 
@@ -174,15 +173,16 @@ class DocumentRelationExtractionPipeline(Pipeline):
             found, found_scores = found[order], found_scores[order].tolist()
             pair_ids = found[:, 0].tolist()
             heads, tails = pairs[pair_ids, 0].tolist(), pairs[pair_ids, 1].tolist()
-            entities = {}
+            entities, sentences_of = {}, {}  # built once per entity that appears in a relation
             words = _document_words(document) if context_weights is not None else None
             relations = []
             for p, h, t, r, score in zip(pair_ids, heads, tails, found[:, 1].tolist(), found_scores):
                 for e in (h, t):
                     if e not in entities:
                         entities[e] = _entity(document, e)
+                        sentences_of[e] = {m["sent_id"] for m in entities[e]["mentions"]}
                 name, code = relation_of[r + 1]
-                sentences = sorted({m["sent_id"] for e in (h, t) for m in document["vertexSet"][e]})
+                sentences = sorted(sentences_of[h] | sentences_of[t])
                 item = {"head": entities[h], "tail": entities[t], "relation": name, "relation_id": code, "score": score,
                         "sentences": sentences}
                 if "offsets" in document:

@@ -287,7 +287,10 @@ class DocREFeaturizer:
             words.extend(sentence[previous:])
 
         input_ids, first_token = self._tokenize(words)
-        word_map = _token_words(sents, words, start_word, end_word, first_token, len(input_ids)) if with_word_map else None
+        word_map = None
+        if with_word_map:
+            markers = [*start_word.values(), *end_word.values()] if marker is not None else []
+            word_map = _token_words(words, markers, first_token, len(input_ids))
         first_token = first_token.tolist()
         last = len(input_ids) - 1
         mention_index = [[min(first_token[start_word[(m["sent_id"], m["pos"][0])]], last) for m in mentions] for mentions in entities]
@@ -357,22 +360,17 @@ class DocREFeaturizer:
         return {key: [f.get(key) for f in features] for key in keys}
 
 
-def _token_words(sents, words, start_word, end_word, first_token, num_tokens):
+def _token_words(words, marker_positions, first_token, num_tokens):
     """[num_tokens] index of the document word (numbered across sentences) of every token; -1 for special tokens
-    and markers. `words` is the marked word sequence; markers sit at the positions in `end_word`, and before each
-    word in `start_word` when the featurizer inserts markers."""
-    is_marker = np.zeros(len(words), dtype=bool)
-    if len(words) > sum(len(sentence) for sentence in sents):
-        is_marker[list(end_word.values())] = True
-        is_marker[list(start_word.values())] = True
-    word_ids = np.full(len(words), -1, dtype=np.int64)
-    word_ids[~is_marker] = np.arange(int((~is_marker).sum()))
+    and markers. `words` is the marked word sequence, `marker_positions` the indices of its markers, and
+    `first_token` [len(words) + 1] the first token of each word (the words' tokens are contiguous)."""
+    word_ids = np.zeros(len(words), dtype=np.int64)
+    word_ids[marker_positions] = -1
+    is_word = word_ids == 0
+    word_ids[is_word] = np.arange(int(is_word.sum()))
+    first_token = np.asarray(first_token, dtype=np.int64)
     token_word = np.full(num_tokens, -1, dtype=np.int64)
-    first = np.asarray(first_token[:-1], dtype=np.int64)
-    last = np.asarray(first_token[1:], dtype=np.int64)
-    counts = np.maximum(last - first, 0)
-    positions = np.repeat(first, counts) + (np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts))
-    token_word[positions] = np.repeat(word_ids, counts)
+    token_word[first_token[0] : first_token[-1]] = np.repeat(word_ids, np.diff(first_token))
     return token_word.tolist()
 
 

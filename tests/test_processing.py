@@ -267,3 +267,22 @@ def test_map_batch_mixes_candidate_and_all_pairs_documents(featurizer, redocred_
     assert mapped[0]["pair_index"] == documents[0]["candidate_pairs"]
     assert mapped[1]["pair_index"] is None
     assert feature_pairs(mapped[1]).tolist() == all_ordered_pairs(len(redocred_documents[1]["vertexSet"])).tolist()
+
+
+@pytest.mark.parametrize("marker", ["*", None])
+def test_token_word_map_gives_each_word_its_own_pieces(encoder_dirs, redocred_documents, marker):
+    from hf_docre.modeling_docre import load_tokenizer
+
+    tokenizer = load_tokenizer(encoder_dirs["roberta"])
+    featurizer = DocREFeaturizer(tokenizer, entity_marker=marker)
+    for document in redocred_documents[:10]:
+        feature = featurizer(document, with_labels=False, with_word_map=True)
+        words = [w for sentence in document["sents"] for w in sentence]
+        pieces = {}
+        for token, word in zip(feature["input_ids"], feature["token_word"]):
+            if word >= 0:
+                pieces.setdefault(word, []).append(token)
+        assert [pieces.get(i, []) for i in range(len(words))] == [
+            tokenizer([w], is_split_into_words=True, add_special_tokens=False)["input_ids"] for w in words
+        ]
+        assert feature["token_word"][0] == -1 and feature["token_word"][-1] == -1  # special tokens
