@@ -271,8 +271,6 @@ def test_map_batch_mixes_candidate_and_all_pairs_documents(featurizer, redocred_
 
 @pytest.mark.parametrize("marker", ["*", None])
 def test_token_word_map_gives_each_word_its_own_pieces(encoder_dirs, redocred_documents, marker):
-    from hf_docre.modeling_docre import load_tokenizer
-
     tokenizer = load_tokenizer(encoder_dirs["roberta"])
     featurizer = DocREFeaturizer(tokenizer, entity_marker=marker)
     for document in redocred_documents[:10]:
