@@ -28,27 +28,12 @@ import tempfile
 import time
 
 
-def join_documents(documents):
-    """One DocRED document made of `documents` in order; returns it and, per entity, (source index, entity id)."""
-    sents, vertex_set, labels, source = [], [], [], []
-    for d, document in enumerate(documents):
-        sentence_offset, entity_offset = len(sents), len(vertex_set)
-        sents.extend(document["sents"])
-        for e, mentions in enumerate(document["vertexSet"]):
-            vertex_set.append([{**m, "sent_id": m["sent_id"] + sentence_offset} for m in mentions])
-            source.append((d, e))
-        for label in document.get("labels") or []:
-            labels.append({**label, "h": label["h"] + entity_offset, "t": label["t"] + entity_offset,
-                           "evidence": [s + sentence_offset for s in label.get("evidence") or []]})
-    title = " + ".join(document["title"] for document in documents)
-    return {"title": title, "sents": sents, "vertexSet": vertex_set, "labels": labels}, source
-
-
 def worker(args):
     import torch
     from transformers import pipeline
 
     from hf_docre import DocREModel, to_docred_predictions
+    from hf_docre.data import join_documents
     from hf_docre.metrics import score_docred
 
     torch.manual_seed(0)

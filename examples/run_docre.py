@@ -31,7 +31,7 @@ import transformers
 from transformers import HfArgumentParser, Trainer, TrainingArguments, set_seed
 
 from hf_docre import DocREDataCollator, DocREFeaturizer, DocREModel
-from hf_docre.data import load_docred, write_submission
+from hf_docre.data import joined_training_documents, load_docred, write_submission
 from hf_docre.model_card import DocREModelCardCallback, DocREModelCardData, push_to_hub, save_with_card
 from hf_docre.distillation import write_teacher_logits
 from hf_docre.training import DocRELoss, DocREMetrics, optimizer_cls_and_kwargs, predictions_to_official, tune_threshold
@@ -85,6 +85,10 @@ class DataArguments:
     base_model_id: str | None = field(default=None, metadata={"help": "Hub id of the encoder for the model card, when "
                                                                      "--model_name_or_path is a local folder."})
     cache_dir: str | None = field(default=None)
+    joined_train_documents: int = field(default=0, metadata={"help": "Add this many training documents, each made of 2 to "
+                                                                     "--join_max_documents random training documents joined (pairs across "
+                                                                     "them are NA), so the model sees unrelated texts in one window (long documents)."})
+    join_max_documents: int = field(default=4, metadata={"help": "At most this many documents per joined training document."})
 
 
 def load_splits(data_args):
@@ -134,10 +138,14 @@ def main():
     set_seed(training_args.seed)
 
     documents = load_splits(data_args)
+    train_documents = documents.get(data_args.train_split)  # the annotated facts (Ign-F1), without joined copies
+    if data_args.joined_train_documents and train_documents:
+        joined = joined_training_documents(train_documents, data_args.joined_train_documents, data_args.join_max_documents, training_args.seed)
+        documents[data_args.train_split] = train_documents + joined
+        logger.info("Added %d joined training documents (2 to %d documents each)", len(joined), data_args.join_max_documents)
     model = build_model(model_args)
     featurizer = DocREFeaturizer.from_model(model)
     features = {split: featurizer.featurize(docs) for split, docs in documents.items()}
-    train_documents = documents.get(data_args.train_split)
     eval_split = data_args.validation_split
     train_features = features.get(data_args.train_split)
     if model_args.teacher_model_name_or_path and training_args.do_train:

@@ -1,18 +1,13 @@
 """Long documents: pairs whose entities share no encoder window are out of the training distribution and are not
 scored by default (`distant_pairs="no_relation"`); the options score them with their own context or none."""
 
-import sys
-from pathlib import Path
-
 import pytest
 import torch
 from transformers import pipeline
 
 from conftest import SMALL_HEAD, short_document
 from hf_docre import DocREModel
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-from bench_long_documents import join_documents  # noqa: E402
+from hf_docre.data import join_documents, joined_training_documents
 
 
 def _firing_model(encoder_dirs, relation_info, distant_pairs):
@@ -59,3 +54,19 @@ def test_joined_real_documents_score_only_pairs_that_share_a_window(encoder_dirs
     # Each source document alone fits in fewer windows; a pair of it that is near stays scored when joined.
     alone = pipe(documents[0])
     assert {(x["head"]["index"], x["tail"]["index"]) for x in alone} >= {p for p in near if source[p[0]][0] == source[p[1]][0] == 0}
+
+
+def test_joined_training_documents_keep_every_label(redocred_documents):
+    documents = redocred_documents[:30]
+    joined = joined_training_documents(documents, 12, max_documents=3, seed=1)
+    assert len(joined) == 12 and joined == joined_training_documents(documents, 12, max_documents=3, seed=1)
+    by_title = {d["title"]: d for d in documents}
+    for document in joined:
+        sources = [by_title[t] for t in document["title"].split(" + ")]
+        assert 2 <= len(sources) <= 3 and len(set(document["title"].split(" + "))) == len(sources)
+        rebuilt, source = join_documents(sources)
+        assert rebuilt == document
+        assert len(document["labels"]) == sum(len(d["labels"]) for d in sources)
+        for label in document["labels"]:  # no label crosses source documents, and each points at its own entities
+            (hd, he), (td, te) = source[label["h"]], source[label["t"]]
+            assert hd == td and (he, te, label["r"]) in {(l["h"], l["t"], l["r"]) for l in sources[hd]["labels"]}
