@@ -196,7 +196,9 @@ class DocREFeaturizer:
         if not missing:
             return
         if len(self._pieces) + len(missing) > self.max_cached_words:
+            # Start over, but with every word asked for now: the caller looks all of them up next.
             self._pieces.clear()
+            missing = list(set(words))
         backend = self._word_tokenizer()
         encode = getattr(backend, "encode_batch_fast", backend.encode_batch)  # no offsets: not needed here
         encodings = encode([[word] for word in missing], is_pretokenized=True, add_special_tokens=False)

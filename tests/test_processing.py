@@ -284,3 +284,13 @@ def test_token_word_map_gives_each_word_its_own_pieces(encoder_dirs, redocred_do
             tokenizer([w], is_split_into_words=True, add_special_tokens=False)["input_ids"] for w in words
         ]
         assert feature["token_word"][0] == -1 and feature["token_word"][-1] == -1  # special tokens
+
+
+def test_a_small_word_cache_gives_the_same_features(featurizer, redocred_documents, label2id):
+    # Past max_cached_words the cache starts over; it used to drop words a document still needed (KeyError).
+    small = DocREFeaturizer(featurizer.tokenizer, label2id=label2id, max_cached_words=300)
+    documents = redocred_documents[:8]
+    expected = DocREFeaturizer(featurizer.tokenizer, label2id=label2id).featurize(documents)
+    assert small.featurize(documents) == expected
+    assert [small(d) for d in documents] == expected
+    assert len(small._pieces) <= max(300, max(len({w for s in d["sents"] for w in s}) + 1 for d in documents))
