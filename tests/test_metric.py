@@ -206,3 +206,32 @@ def test_evaluate_metric_add_batch_add_and_flat_submission(redocred_documents):
         metric.compute(predictions=per_document[:-1], references=truth)
     with pytest.raises(ValueError, match="11 per-document prediction lists for 12"):
         score_docred(per_document[:-1], truth)
+
+
+def test_string_ids_and_mismatched_lists_are_errors(redocred_documents, tmp_path):
+    from hf_docre.data import write_submission
+
+    truth = redocred_documents[:3]
+    label = truth[0]["labels"][0]
+    bad = [{"title": truth[0]["title"], "h_idx": str(label["h"]), "t_idx": label["t"], "r": label["r"]}]
+    with pytest.raises(ValueError, match=r"predictions\[0\]\.h_idx must be an int"):
+        score_docred(bad, truth)
+    with pytest.raises(ValueError, match=r"h_idx must be an int"):  # arrow would have made it 3 and counted it right
+        evaluate.load(METRIC_PATH).compute(predictions=bad, references=truth)
+    with pytest.raises(ValueError, match=r"predictions\[0\]\[0\]\.r must be a relation id"):
+        evaluate.load(METRIC_PATH).compute(predictions=[[{"h_idx": 0, "t_idx": 1, "r": 17}], [], []], references=truth)
+    per_document = [[{"h_idx": l["h"], "t_idx": l["t"], "r": l["r"]} for l in d["labels"]] for d in truth]
+    with pytest.raises(ValueError, match="3 per-document prediction lists for 2 documents"):
+        write_submission(per_document, tmp_path, documents=truth[:2])
+
+
+def test_evidence_recall_counts_repeated_gold_labels_and_ids_as_the_official_script(redocred_documents):
+    truth = copy.deepcopy(redocred_documents[:20])
+    for document in truth[:10]:  # repeated labels and repeated evidence ids, as some files have
+        document["labels"].append(dict(document["labels"][0]))
+        document["labels"][1]["evidence"] = document["labels"][1]["evidence"] * 2
+    train = redocred_documents[200:]
+    submission = perturb(truth, seed=4, spurious=1)
+    expected = official_reference(submission, truth, train)
+    result = score_docred(copy.deepcopy(submission), truth, train)
+    assert (result["f1"], result["ign_f1"], result["evidence_f1"]) == pytest.approx(expected, abs=1e-12)

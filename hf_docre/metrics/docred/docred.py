@@ -87,8 +87,28 @@ def frequent_relations(train_documents, num_frequent=10):
     return {r for r, _ in sorted(counts.items(), key=lambda item: (-item[1], item[0]))[:num_frequent]}
 
 
+def _check_prediction(p, where, flat=False):
+    """A prediction's ids must be ints and its relation a string; the official scorer silently counts "3" as wrong
+    and arrow would silently turn it into 3, so both are errors here."""
+    if not isinstance(p, dict):
+        raise ValueError(f"{where} must be a dict with h_idx, t_idx and r, got {type(p).__name__}")
+    for key in ("h_idx", "t_idx"):
+        value = p.get(key, p.get(key[0]))
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"{where}.{key} must be an int entity index, got {value!r}")
+    if not isinstance(p.get("r"), str):
+        raise ValueError(f"{where}.r must be a relation id string, got {p.get('r')!r}")
+    if flat and not isinstance(p.get("title"), str):
+        raise ValueError(f"{where}.title must be a string, got {p.get('title')!r}")
+
+
 def to_official(predictions, references):
     """Per-document prediction lists (aligned with `references`) -> the official flat submission format."""
+    if len(predictions) != len(references):
+        raise ValueError(
+            f"{len(predictions)} per-document prediction lists for {len(references)} documents; give one list per "
+            "document, in the same order."
+        )
     official = []
     for document, pairs in zip(references, predictions):
         for p in pairs:
@@ -136,13 +156,20 @@ def score_docred(
             )
         predictions = to_official(predictions, references)
 
+    for i, p in enumerate(predictions):
+        _check_prediction(p, f"predictions[{i}]", flat=True)
+
     gold = {}
     entities_of = {}
+    gold_evidence = evidence_count_start
     for document in references:
         entities_of[document["title"]] = document["vertexSet"]
         for label in document.get("labels") or []:
-            gold[(document["title"], label["r"], label["h"], label["t"])] = set(label.get("evidence") or [])
-    gold_evidence = evidence_count_start + sum(len(e) for e in gold.values())
+            evidence = label.get("evidence") or []
+            # As the official script: a repeated label keeps the last one's evidence, but every label's evidence
+            # list (repeated ids included) counts in the recall denominator.
+            gold[(document["title"], label["r"], label["h"], label["t"])] = set(evidence)
+            gold_evidence += len(evidence)
 
     if deduplicate:
         predictions.sort(key=lambda x: (x["title"], x["h_idx"], x["t_idx"], x["r"]))
@@ -249,7 +276,8 @@ def _reference_fields(document):
     }
 
 
-def _prediction_fields(p):
+def _prediction_fields(p, where="prediction"):
+    _check_prediction(p, where)
     evidence = p.get("evidence")
     return {
         "h_idx": p.get("h_idx", p.get("h")),
@@ -282,7 +310,9 @@ def _prepare(predictions, references):
             f"DocRED metric: {len(predictions)} per-document prediction lists for {len(references)} reference documents; "
             "give one list per reference document, in the same order (or the official flat submission)."
         )
-    return [[_prediction_fields(p) for p in pairs] for pairs in predictions], references
+    return [
+        [_prediction_fields(p, f"predictions[{d}][{i}]") for i, p in enumerate(pairs)] for d, pairs in enumerate(predictions)
+    ], references
 
 
 @evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
