@@ -21,7 +21,9 @@ from torch import nn
 from transformers import AutoModel, AutoTokenizer, PreTrainedModel
 from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 from transformers.modeling_utils import AttentionInterface
-from transformers.utils import ModelOutput
+from transformers.utils import ModelOutput, logging
+
+logger = logging.get_logger(__name__)
 
 try:
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
@@ -499,8 +501,18 @@ class DocREModel(DocREPreTrainedModel):
                 # With the config given, AutoTokenizer does not read config.json (whose custom model type would
                 # make it ask about remote code).
                 model.tokenizer = load_tokenizer(pretrained_model_name_or_path, config=model.config, **hub_kwargs)
-            except (OSError, ValueError):
+                vocab_size = getattr(model.config.encoder, "vocab_size", None)
+                if vocab_size and len(model.tokenizer) < vocab_size // 2:
+                    raise ValueError(
+                        f"the tokenizer found there has {len(model.tokenizer)} tokens for an encoder with {vocab_size} "
+                        "(is tokenizer.json or the vocabulary file missing?)"
+                    )
+            except (OSError, ValueError) as error:
                 model.tokenizer = None
+                logger.warning(
+                    f"DocREModel.from_pretrained({str(pretrained_model_name_or_path)!r}): no usable tokenizer ({error}). "
+                    "Pass one to the pipeline (`tokenizer=`) or set `model.tokenizer`."
+                )
         return model
 
     def save_pretrained(self, save_directory, *args, **kwargs):

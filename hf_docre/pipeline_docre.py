@@ -76,6 +76,11 @@ class DocumentRelationExtractionPipeline(Pipeline):
 
     def __init__(self, model, tokenizer=None, **kwargs):
         tokenizer = tokenizer if tokenizer is not None else getattr(model, "tokenizer", None)
+        if tokenizer is None:
+            raise ValueError(
+                "doc-relation-extraction needs the model's tokenizer and the model has none (its folder has no usable "
+                "tokenizer files): pass `tokenizer=` (the encoder's fast tokenizer)."
+            )
         super().__init__(model, tokenizer=tokenizer, **kwargs)
         self.model.eval()  # pipeline() does not do it
         self.featurizer = DocREFeaturizer(

@@ -157,3 +157,16 @@ def assert_remote_pipeline_matches(folder, tmp_path, expected, options=""):
         (x["head"]["index"], x["tail"]["index"], x["relation_id"]) for x in expected
     ]
     assert [x["score"] for x in remote] == pytest.approx([x["score"] for x in expected], abs=1e-5)
+
+
+def test_a_folder_without_tokenizer_files_says_so(model, tmp_path):
+    folder = tmp_path / "no-tokenizer"
+    model.save_pretrained(folder)
+    for name in os.listdir(folder):  # keep tokenizer_config.json: it alone used to give a 5-token tokenizer
+        if name in ("tokenizer.json", "vocab.txt", "vocab.json", "merges.txt", "special_tokens_map.json"):
+            os.remove(folder / name)
+    reloaded = DocREModel.from_pretrained(folder)
+    assert reloaded.tokenizer is None
+    with pytest.raises(ValueError, match="needs the model's tokenizer.*tokenizer="):
+        pipeline("doc-relation-extraction", model=reloaded)
+    assert pipeline("doc-relation-extraction", model=reloaded, tokenizer=model.tokenizer)({"text": TEXT, "entities": ENTITIES}) is not None
