@@ -22,6 +22,8 @@ adaptive-thresholding and adaptive focal losses, sigmoid(logit_r) for the BCE he
 two-step. `threshold=` keeps the relations whose score is above it, for every head.
 """
 
+import warnings
+
 import torch
 from transformers import Pipeline
 
@@ -32,7 +34,7 @@ from .text_docre import SpanAlignmentError, text_to_document
 __all__ = ["DocumentRelationExtractionPipeline", "SpanAlignmentError", "text_to_document", "to_docred_predictions"]
 
 _OPTIONS = ("max_relations_per_pair", "threshold", "top_k", "return_context", "context_words", "snap_spans",
-            "sentence_splitter")
+            "sentence_splitter", "errors")
 
 
 def to_docred_predictions(outputs):
@@ -72,6 +74,8 @@ class DocumentRelationExtractionPipeline(Pipeline):
             most (word pieces merged, special tokens and markers dropped, weights renormalised over the words).
         context_words (`int`): how many context words (default 5).
         snap_spans (`bool`), sentence_splitter (callable): for text inputs (see `text_to_document`).
+        errors (`str`): `"raise"` (default) stops at a bad document with an error naming it and the field; `"skip"`
+            gives None as that document's result, warns with the reason, and keeps every other result.
     """
 
     def __init__(self, model, tokenizer=None, **kwargs):
@@ -105,7 +109,9 @@ class DocumentRelationExtractionPipeline(Pipeline):
         if top_k is not None and (not isinstance(top_k, int) or top_k < 1):
             raise ValueError(f"top_k must be a positive int, got {top_k!r}")
         preprocess, forward, postprocess = {}, {}, {}
-        for name in ("snap_spans", "sentence_splitter"):
+        if kwargs.get("errors") not in (None, "raise", "skip"):
+            raise ValueError(f"errors must be 'raise' or 'skip', got {kwargs['errors']!r}")
+        for name in ("snap_spans", "sentence_splitter", "errors"):
             if kwargs.get(name) is not None:
                 preprocess[name] = kwargs[name]
         if kwargs.get("return_context") is not None:
@@ -130,31 +136,44 @@ class DocumentRelationExtractionPipeline(Pipeline):
 
     # -- steps ---------------------------------------------------------------------------------------------------
 
-    def preprocess(self, inputs, snap_spans=False, sentence_splitter=None, return_context=False):
-        if not isinstance(inputs, dict):
-            _input_error(inputs)
-        if "sents" in inputs:
-            document = {k: v for k, v in inputs.items() if k != "labels"}
-        elif "text" in inputs:
-            document = text_to_document(
-                inputs["text"], inputs.get("entities") or [], inputs.get("title"), snap_spans,
-                sentences=inputs.get("sentences"), words=inputs.get("words"), sentence_splitter=sentence_splitter,
-            )
-        else:
-            _input_error(inputs)
-        feature = self.featurizer(document, with_labels=False, with_word_map=return_context)
+    def preprocess(self, inputs, snap_spans=False, sentence_splitter=None, return_context=False, errors="raise"):
+        try:
+            if not isinstance(inputs, dict):
+                _input_error(inputs)
+            if "sents" in inputs:
+                document = {k: v for k, v in inputs.items() if k != "labels"}
+            elif "text" in inputs:
+                document = text_to_document(
+                    inputs["text"], inputs.get("entities") or [], inputs.get("title"), snap_spans,
+                    sentences=inputs.get("sentences"), words=inputs.get("words"), sentence_splitter=sentence_splitter,
+                )
+            else:
+                _input_error(inputs)
+            feature = self.featurizer(document, with_labels=False, with_word_map=return_context)
+        except (ValueError, KeyError, TypeError) as error:  # DocREInputError and SpanAlignmentError are ValueErrors
+            if errors == "raise":
+                raise
+            title = inputs.get("title") if isinstance(inputs, dict) else None
+            reason = f"{type(error).__name__}: {error}" if isinstance(error, (KeyError, TypeError)) else str(error)
+            feature, document = None, f"document {title!r}: {reason}" if title and repr(title) not in reason else reason
         # Wrapped so that Pipeline.forward's recursive move-to-device does not walk every document.
         return {"inputs": _Passthrough([feature], [document])}
 
     def _forward(self, model_inputs, return_context=False):
         inputs = model_inputs["inputs"]
-        batch = self.collator(inputs.features)
+        features = [f for f in inputs.features if f is not None]  # skipped documents (errors="skip") have none
+        if not features:
+            return {"logits": None, "context_weights": None, "inputs": inputs}
+        batch = self.collator(features)
         batch = {k: v.to(self.device) for k, v in batch.items()}
         output = self.model(**batch, output_context_weights=return_context)
         return {"logits": output.logits, "context_weights": output.context_weights, "inputs": inputs}
 
     def postprocess(self, model_outputs, max_relations_per_pair=None, threshold=None, top_k=None, return_context=False,
                     context_words=5):
+        inputs = model_outputs["inputs"]
+        if model_outputs["logits"] is None:
+            return [_skipped(reason) for reason in inputs.documents]
         config = self.model.config
         k = config.max_relations_per_pair if max_relations_per_pair is None else max_relations_per_pair
         logits = model_outputs["logits"].float()
@@ -166,9 +185,13 @@ class DocumentRelationExtractionPipeline(Pipeline):
         relation_of = {i: (config.relation_names.get(code, code) if config.relation_names else code, code)
                        for i, code in config.id2label.items()}
         context_weights = model_outputs["context_weights"] if return_context else None
-        inputs = model_outputs["inputs"]
         results = []
-        for b, (feature, document) in enumerate(zip(inputs.features, inputs.documents)):
+        b = -1  # row of the batch: skipped documents have none
+        for feature, document in zip(inputs.features, inputs.documents):
+            if feature is None:
+                results.append(_skipped(document))
+                continue
+            b += 1
             pairs = feature_pairs(feature)
             found = predicted[b, : len(pairs), 1:].nonzero()
             found_scores = scores[b, found[:, 0], found[:, 1] + 1]  # one gather, not one per relation
@@ -286,6 +309,11 @@ def _context_words(token_weights, token_word, words, count):
             item["start"], item["end"] = span
         result.append(item)
     return result
+
+
+def _skipped(reason):
+    warnings.warn(f"doc-relation-extraction skipped a document (errors='skip'); its result is None. {reason}", stacklevel=3)
+    return None
 
 
 def _input_error(inputs):

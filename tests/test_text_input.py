@@ -249,3 +249,23 @@ def test_context_is_document_words(atlop_pipe, redocred_documents):
         assert len(item["context"]) == 3
         for c in item["context"]:
             assert TEXT[c["start"] : c["end"]] == c["word"]
+
+
+def test_a_bad_document_in_a_list_is_skipped_on_request(atlop_pipe, redocred_documents):
+    good = redocred_documents[:3]
+    broken = {**redocred_documents[3], "vertexSet": [[{"name": "x", "pos": [0, 1], "sent_id": 99}]] + redocred_documents[3]["vertexSet"]}
+    documents = [good[0], broken, good[1], {"text": TEXT, "entities": [{"start": 500, "end": 510, "label": "X"}]}, good[2]]
+    with pytest.raises(ValueError, match=r"vertexSet\[0\]\[0\]"):
+        atlop_pipe(documents, batch_size=2)
+    expected = [atlop_pipe(d) for d in good]
+    for batch_size in (None, 2):
+        with pytest.warns(UserWarning, match="skipped a document") as caught:
+            results = atlop_pipe(documents, errors="skip", **({"batch_size": batch_size} if batch_size else {}))
+        assert results[1] is None and results[3] is None
+        assert any("sent_id 99" in str(w.message) and redocred_documents[3]["title"] in str(w.message) for w in caught)
+        assert any(r"entities[0] = [500, 510)" in str(w.message) for w in caught)
+        for result, single in zip([results[0], results[2], results[4]], expected):
+            assert [(x["head"]["index"], x["tail"]["index"], x["relation_id"]) for x in result] == [
+                (x["head"]["index"], x["tail"]["index"], x["relation_id"]) for x in single]
+    with pytest.warns(UserWarning):
+        assert atlop_pipe(broken, errors="skip") is None
