@@ -44,57 +44,103 @@ class DocREInputError(ValueError):
         self.processed = None  # features of the documents processed before this one, when featurizing a list
 
 
+def _is_int(value):
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _valid_text(value):
+    """A str that is valid Unicode (no lone surrogates, which cannot be written to Arrow or JSON)."""
+    if not isinstance(value, str):
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def validate_document(document, index=None, relations=None):
     """Check a DocRED-format document; raise [`DocREInputError`] naming the document, its index and the field.
 
-    Checks: sentences present and lists of words; every entity has mentions; each mention's `sent_id` is a
-    sentence of the document and its `pos` a non-empty span inside that sentence; each label's `h`/`t` are
-    distinct entities of the document; each label's relation is in `relations` (when given).
+    Checks: the document is a dict, its `title` (when present) a string; sentences present and lists of words,
+    each a valid Unicode string; every entity a non-empty list of mention dicts; each mention's `sent_id` an int
+    sentence of the document and its `pos` two ints spanning a non-empty part of that sentence; `labels` (when
+    not None) a list of dicts whose `h`/`t` are distinct entities of the document (ints), whose `r` is a string (in
+    `relations`, when given) and whose `evidence` is a list of sentence ids. No value is converted: `pos
+    [4.7, 5.7]`, evidence `"01"` or a word `None` are errors, not silently changed.
     """
+    if not isinstance(document, dict):
+        raise DocREInputError(f"must be a JSON object (dict), got {type(document).__name__}", index=index)
     title = document.get("title")
 
     def fail(message, field):
         raise DocREInputError(message, title=title, index=index, field=field)
 
+    if "title" in document and not _valid_text(title):
+        fail(f"must be a string, got {title!r}", "title")
     sents = document.get("sents")
-    if not sents:
-        fail("has no sentences", "sents")
+    if not isinstance(sents, (list, tuple)) or not sents:
+        fail(f"must be a non-empty list of sentences, got {sents!r}"[:200], "sents")
     for s, sentence in enumerate(sents):
         if not isinstance(sentence, (list, tuple)):
             fail(f"must be a list of words, got {type(sentence).__name__}", f"sents[{s}]")
+        for w, word in enumerate(sentence):
+            if not _valid_text(word):
+                fail(f"must be a string of valid Unicode, got {word!r}", f"sents[{s}][{w}]")
     entities = document.get("vertexSet")
     if entities is None:
         fail("is missing", "vertexSet")
+    if not isinstance(entities, (list, tuple)):
+        fail(f"must be a list of entities, got {type(entities).__name__}", "vertexSet")
     for e, mentions in enumerate(entities):
+        if not isinstance(mentions, (list, tuple)):
+            fail(f"must be a list of mentions, got {type(mentions).__name__}", f"vertexSet[{e}]")
         if not mentions:
             fail("entity has no mentions", f"vertexSet[{e}]")
         for m, mention in enumerate(mentions):
+            if not isinstance(mention, dict):
+                fail(f"must be a dict with name, pos, sent_id, got {type(mention).__name__}", f"vertexSet[{e}][{m}]")
             sent_id = mention.get("sent_id")
-            if not isinstance(sent_id, int) or not 0 <= sent_id < len(sents):
+            if not _is_int(sent_id) or not 0 <= sent_id < len(sents):
                 fail(f"sent_id {sent_id!r} is not a sentence of the document ({len(sents)} sentences)",
                      f"vertexSet[{e}][{m}].sent_id")
             pos = mention.get("pos")
             sentence_length = len(sents[sent_id])
-            if not isinstance(pos, (list, tuple)) or len(pos) != 2 or not 0 <= pos[0] < pos[1] <= sentence_length:
-                fail(f"mention span {pos!r} is outside sentence {sent_id} ({sentence_length} words)",
+            if (not isinstance(pos, (list, tuple)) or len(pos) != 2 or not all(_is_int(x) for x in pos)
+                    or not 0 <= pos[0] < pos[1] <= sentence_length):
+                fail(f"mention span {pos!r} is not two word positions inside sentence {sent_id} ({sentence_length} words)",
                      f"vertexSet[{e}][{m}].pos")
+            if "name" in mention and not _valid_text(mention["name"]):
+                fail(f"must be a string, got {mention['name']!r}", f"vertexSet[{e}][{m}].name")
     candidates = document.get("candidate_pairs")
     if candidates is not None:
         for k, pair in enumerate(candidates):
             if (not isinstance(pair, (list, tuple)) or len(pair) != 2
-                    or not all(isinstance(x, int) and 0 <= x < len(entities) for x in pair) or pair[0] == pair[1]):
+                    or not all(_is_int(x) and 0 <= x < len(entities) for x in pair) or pair[0] == pair[1]):
                 fail(f"{pair!r} is not a pair of two distinct entities of the document ({len(entities)} entities)",
                      f"candidate_pairs[{k}]")
         candidates = {tuple(pair) for pair in candidates}
-    for k, label in enumerate(document.get("labels") or []):
+    labels = document.get("labels")
+    if labels is not None and not isinstance(labels, (list, tuple)):
+        fail(f"must be a list of labels (or null for an unlabelled document), got {type(labels).__name__}", "labels")
+    for k, label in enumerate(labels or []):
+        if not isinstance(label, dict):
+            fail(f"must be a dict with h, t, r, got {type(label).__name__}", f"labels[{k}]")
         for key in ("h", "t"):
             value = label.get(key)
-            if not isinstance(value, int) or not 0 <= value < len(entities):
+            if not _is_int(value) or not 0 <= value < len(entities):
                 fail(f"points at entity {value!r}, but the document has {len(entities)} entities", f"labels[{k}].{key}")
         if label["h"] == label["t"]:
             fail(f"head and tail are the same entity ({label['h']})", f"labels[{k}]")
+        if not isinstance(label.get("r"), str):
+            fail(f"must be a relation id string, got {label.get('r')!r}", f"labels[{k}].r")
         if relations is not None and label.get("r") not in relations:
             fail(f"unknown relation {label.get('r')!r}", f"labels[{k}].r")
+        evidence = label.get("evidence")
+        if evidence is not None and (not isinstance(evidence, (list, tuple))
+                                     or not all(_is_int(x) and 0 <= x < len(sents) for x in evidence)):
+            fail(f"must be a list of sentence ids of the document ({len(sents)} sentences), got {evidence!r}",
+                 f"labels[{k}].evidence")
         if candidates is not None and (label["h"], label["t"]) not in candidates:
             fail(f"pair ({label['h']}, {label['t']}) is not in the document's candidate_pairs", f"labels[{k}]")
 

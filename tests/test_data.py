@@ -44,6 +44,20 @@ BAD = [
     ("unknown relation", lambda d: d["labels"][1].__setitem__("r", "P000"), "labels[1].r"),
     ("empty document", lambda d: d.__setitem__("sents", []), "sents"),
     ("no entities", lambda d: (d.__setitem__("vertexSet", []), d.__setitem__("labels", [])), "vertexSet"),
+    # faults that used to lose every document (lenient) or be silently changed by Arrow
+    ("mention not a dict", lambda d: d["vertexSet"][1].__setitem__(0, "Paris"), "vertexSet[1][0]"),
+    ("entity not a list", lambda d: d["vertexSet"].__setitem__(1, {"name": "x"}), "vertexSet[1]"),
+    ("label not a dict", lambda d: d["labels"].__setitem__(0, [0, 1, "P17"]), "labels[0]"),
+    ("pos as strings", lambda d: d["vertexSet"][0][0].__setitem__("pos", ["0", "1"]), "vertexSet[0][0].pos"),
+    ("pos as floats", lambda d: d["vertexSet"][0][0].__setitem__("pos", [4.7, 5.7]), "vertexSet[0][0].pos"),
+    ("pos as bools", lambda d: d["vertexSet"][0][0].__setitem__("pos", [False, True]), "vertexSet[0][0].pos"),
+    ("evidence as a string", lambda d: d["labels"][0].__setitem__("evidence", "01"), "labels[0].evidence"),
+    ("word as a list", lambda d: d["sents"][0].__setitem__(0, ["x", "y"]), "sents[0][0]"),
+    ("word None", lambda d: d["sents"][0].__setitem__(1, None), "sents[0][1]"),
+    ("lone surrogate", lambda d: d["sents"][0].__setitem__(0, "\ud800"), "sents[0][0]"),
+    ("no title", lambda d: d.pop("title"), "title"),
+    ("sents an int", lambda d: d.__setitem__("sents", 3), "sents"),
+    ("labels not a list", lambda d: d.__setitem__("labels", {"h": 0}), "labels"),
 ]
 
 
@@ -55,7 +69,8 @@ def test_strict_mode_raises_on_the_first_bad_document(tmp_path, redocred_documen
     with pytest.raises(DocREInputError) as info:
         load_docred("json", data_files={"train": path}, cache_dir=str(tmp_path / "cache"), relation_names=relation_info)
     message = str(info.value)
-    assert repr(documents[2]["title"]) in message and "(index 2)" in message and field in message and "split 'train'" in message
+    title = documents[2].get("title")
+    assert (title is None or repr(title) in message) and "(index 2)" in message and field in message and "split 'train'" in message
 
 
 def test_lenient_mode_keeps_every_good_document(tmp_path, redocred_documents, relation_info):
@@ -188,3 +203,63 @@ def test_publish_writes_parquet_splits_and_a_card(tmp_path):
     parquet.write_bytes(api.files["data/dev.parquet"])
     reloaded = datasets.load_dataset("parquet", data_files=str(parquet), split="train", cache_dir=str(tmp_path / "pq"))
     assert reloaded[7] == corpus["dev"][7]
+
+
+def test_lenient_mode_keeps_good_documents_beside_every_kind_of_fault(tmp_path, redocred_documents, relation_info):
+    documents = copy.deepcopy(redocred_documents[: len(BAD) + 6])
+    for document, (_, mutate, _) in zip(documents[1:], BAD):
+        mutate(document)
+    good = documents[1 + len(BAD) :]
+    good[0]["labels"] = None  # an unlabelled document is fine
+    path = _write(tmp_path, documents)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        kept = load_docred("json", data_files={"train": path}, split="train", cache_dir=str(tmp_path / "cache"),
+                           validation="lenient", relation_names=relation_info)
+    assert [row["title"] for row in kept] == [documents[0]["title"]] + [d["title"] for d in good]
+    assert kept[1]["labels"] is None
+    assert f"skipped {len(BAD)} bad documents" in " ".join(str(w.message) for w in caught)
+    for row, document in zip(kept, [documents[0]] + good):  # values kept exactly
+        assert to_docred_json(row)["vertexSet"] == document["vertexSet"]
+
+
+def test_files_as_people_have_them(tmp_path, redocred_documents, relation_info):
+    documents = redocred_documents[:3]
+    options = dict(split="train", relation_names=relation_info)
+    bom = tmp_path / "bom.json"
+    bom.write_bytes(b"\xef\xbb\xbf" + json.dumps(documents).encode())
+    assert len(load_docred("json", data_files={"train": str(bom)}, cache_dir=str(tmp_path / "c1"), **options)) == 3
+    lines = tmp_path / "docs.jsonl"
+    lines.write_text("\n".join(json.dumps(d) for d in documents) + "\n{broken\n")
+    with pytest.raises(DocREInputError, match="line 4"):
+        load_docred("json", data_files={"train": str(lines)}, cache_dir=str(tmp_path / "c2"), **options)
+    with pytest.warns(UserWarning, match="skipped 1 bad documents, kept 3"):
+        kept = load_docred("json", data_files={"train": str(lines)}, cache_dir=str(tmp_path / "c3"), validation="lenient", **options)
+    assert [row["title"] for row in kept] == [d["title"] for d in documents]
+    top = tmp_path / "top.json"
+    top.write_text(json.dumps({"data": documents}))
+    with pytest.raises(DocREInputError, match="holds a JSON dict; expected a list"):
+        load_docred("json", data_files={"train": str(top)}, cache_dir=str(tmp_path / "c4"), validation="lenient", **options)
+    latin = tmp_path / "latin.json"
+    cafe = {"title": "Caf\u00e9", "sents": [["Caf\u00e9", "Paris", "."]], "labels": [],
+            "vertexSet": [[{"name": "Paris", "pos": [1, 2], "sent_id": 0, "type": "LOC"}]]}
+    latin.write_bytes(json.dumps([cafe], ensure_ascii=False).encode("latin-1"))
+    with pytest.raises(DocREInputError, match="not UTF-8"):
+        load_docred("json", data_files={"train": str(latin)}, cache_dir=str(tmp_path / "c5"), **options)
+    with pytest.raises(ValueError, match="'strict' or 'lenient', got 'Strict'"):
+        load_docred("json", data_files={"train": str(bom)}, cache_dir=str(tmp_path / "c6"), validation="Strict")
+
+
+def test_featurize_skip_survives_every_kind_of_fault(redocred_documents, encoder_dirs, relation_info):
+    from hf_docre import DocREFeaturizer
+    from hf_docre.modeling_docre import load_tokenizer
+
+    label2id = {"NA": 0, **{code: i + 1 for i, code in enumerate(relation_info)}}
+    featurizer = DocREFeaturizer(load_tokenizer(encoder_dirs["bert"]), label2id=label2id)
+    documents = copy.deepcopy(redocred_documents[: len(BAD) + 2])
+    for document, (_, mutate, _) in zip(documents, BAD):
+        mutate(document)
+    # a document with no entities or no title is fine for the featurizer (not for a corpus)
+    with pytest.warns(UserWarning, match=f"Skipped {len(BAD) - 2} of {len(documents)}"):
+        features = featurizer.featurize(documents, errors="skip")
+    assert [f["title"] for f in features[-2:]] == [d["title"] for d in documents[-2:]]

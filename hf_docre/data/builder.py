@@ -94,6 +94,11 @@ class DocREDBuilderConfig(datasets.BuilderConfig):
     rel_info_url: str | None = None
     validation: str = "strict"
 
+    def __post_init__(self):
+        super().__post_init__()
+        if self.validation not in ("strict", "lenient"):
+            raise ValueError(f"validation must be 'strict' or 'lenient', got {self.validation!r}")
+
 
 class DocREDBuilder(datasets.GeneratorBasedBuilder):
     """DocRED, Re-DocRED, CDR, GDA, or any DocRED-format JSON (`config_name="json"` with `data_files`)."""
@@ -134,12 +139,34 @@ class DocREDBuilder(datasets.GeneratorBasedBuilder):
         return [datasets.SplitGenerator(name=split, gen_kwargs={"paths": paths, "split": split}) for split, paths in files.items()]
 
     def _read(self, path):
+        """The documents of one file: a JSON list, or JSON lines (one document per line); UTF-8 with or without a
+        BOM. A file that is neither raises a `DocREInputError` naming it (in both validation modes: nothing in
+        it can be read). A bad JSON line is a bad document like any other."""
         if self.config.source == "pubtator":
             from .biomedical import read_pubtator_file
 
             return read_pubtator_file(path)
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
+        try:
+            with open(path, encoding="utf-8-sig") as f:
+                text = f.read()
+        except UnicodeDecodeError as error:
+            raise DocREInputError(
+                f"file {path} is not UTF-8 (byte {error.start}: {error.object[error.start:error.start + 1]!r}); "
+                "re-encode it, e.g. iconv -f latin1 -t utf-8", field="file") from None
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as whole_error:
+            lines = [line for line in text.splitlines() if line.strip()]
+            if len(lines) < 2:
+                raise DocREInputError(f"file {path} is not JSON: {whole_error}", field="file") from None
+            return [_json_line(line, number, path) for number, line in enumerate(text.splitlines(), 1) if line.strip()]
+        if isinstance(data, dict) and "sents" in data:
+            return [data]  # a single document
+        if not isinstance(data, list):
+            raise DocREInputError(
+                f"file {path} holds a JSON {type(data).__name__}; expected a list of DocRED documents (or JSON lines)",
+                field="file")
+        return data
 
     def _generate_examples(self, paths, split):
         relations = self.config.relation_names or None
@@ -148,6 +175,8 @@ class DocREDBuilder(datasets.GeneratorBasedBuilder):
         for path in paths:
             for index, document in enumerate(self._read(path)):
                 try:
+                    if isinstance(document, _BadLine):
+                        raise DocREInputError(document.message, index=index, field=f"line {document.number}")
                     check_document(document, index, relations)
                 except DocREInputError as error:
                     if self.config.validation == "strict":
@@ -163,9 +192,25 @@ class DocREDBuilder(datasets.GeneratorBasedBuilder):
             warnings.warn(f"Split {split!r}: skipped {len(problems)} bad documents, kept {key}:\n  {shown}{more}", stacklevel=2)
 
 
+class _BadLine:
+    """A JSON line that does not parse: reported as a bad document (skipped when lenient)."""
+
+    def __init__(self, message, number):
+        self.message, self.number = message, number
+
+
+def _json_line(line, number, path):
+    try:
+        return json.loads(line)
+    except json.JSONDecodeError as error:
+        return _BadLine(f"line {number} of {path} is not JSON: {error}", number)
+
+
 def check_document(document, index=None, relations=None):
-    """`validate_document` plus the checks of a whole corpus: a document must have entities."""
+    """`validate_document` plus the checks of a whole corpus: a document has a string title and entities."""
     validate_document(document, index=index, relations=relations)
+    if not isinstance(document.get("title"), str):
+        raise DocREInputError("a corpus document needs a string title", index=index, field="title")
     if not document.get("vertexSet"):
         raise DocREInputError("document has no entities", title=document.get("title"), index=index, field="vertexSet")
 
@@ -180,13 +225,15 @@ def _to_row(document):
         "labels": None,
         "candidate_pairs": document.get("candidate_pairs"),
     }
-    if "labels" in document:
+    if document.get("labels") is not None:  # null labels: an unlabelled document, like a test split's
         row["labels"] = [{"evidence": [], **label} for label in document["labels"]]
     return row
 
 
 def load_docred(name="redocred", data_files=None, split=None, cache_dir=None, validation="strict", **config_kwargs):
     """Build and load a DocRED-format dataset. Returns a `DatasetDict`, or a `Dataset` when `split` is given."""
+    if validation not in ("strict", "lenient"):
+        raise ValueError(f"validation must be 'strict' or 'lenient', got {validation!r}")
     if isinstance(data_files, str):
         data_files = {"train": data_files}
     builder = DocREDBuilder(config_name=name, data_files=data_files, cache_dir=cache_dir, validation=validation, **config_kwargs)
