@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 
 import transformers
 from transformers import HfArgumentParser, Trainer, TrainingArguments, set_seed
+from transformers.trainer_utils import get_last_checkpoint
 
 from hf_docre import DocREDataCollator, DocREFeaturizer, DocREModel
 from hf_docre.data import joined_training_documents, load_docred, write_submission
@@ -121,6 +122,26 @@ def build_model(model_args):
     return DocREModel.from_encoder(path, relations=relations, method=model_args.method, **options)
 
 
+def whole_run_loss(checkpoint, state, resumed_loss):
+    """The Trainer's `train_loss` after a resume covers only the steps run since; this is the mean over the whole run:
+    the steps before the checkpoint from its logged losses (each logged loss is the mean of the steps since the
+    previous log; steps after the last log before the checkpoint count at that last logged value), and the rest
+    from `resumed_loss`."""
+    with open(os.path.join(checkpoint, "trainer_state.json")) as f:
+        before = json.load(f)
+    resume_step = before["global_step"]
+    total, previous = 0.0, 0
+    last_loss = None
+    for entry in before.get("log_history", []):
+        if "loss" in entry and entry["step"] <= resume_step:
+            total += entry["loss"] * (entry["step"] - previous)
+            previous, last_loss = entry["step"], entry["loss"]
+    if last_loss is None:
+        return resumed_loss  # nothing logged before the checkpoint: only the resumed part is known
+    total += last_loss * (resume_step - previous)
+    return (total + resumed_loss * (state.global_step - resume_step)) / max(state.global_step, 1)
+
+
 def main():
     parser = HfArgumentParser((ModelArguments, DataArguments, TrainingArguments))
     if len(sys.argv) == 2 and sys.argv[1].endswith(".json"):
@@ -183,7 +204,15 @@ def main():
     )
 
     if training_args.do_train:
-        result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+        checkpoint = training_args.resume_from_checkpoint
+        if checkpoint is None and os.path.isdir(training_args.output_dir):
+            # As transformers' examples: a rerun continues from the last checkpoint instead of overwriting it.
+            checkpoint = get_last_checkpoint(training_args.output_dir)
+            if checkpoint is not None:
+                logger.info("Checkpoint found: resuming training from %s (pass a new --output_dir to start over)", checkpoint)
+        result = trainer.train(resume_from_checkpoint=checkpoint)
+        if checkpoint is not None:
+            result.metrics["train_loss"] = whole_run_loss(checkpoint, trainer.state, result.metrics["train_loss"])
         if model_args.tune_threshold and model.config.decoding != "threshold_class" and eval_split in features:
             threshold, f1 = tune_threshold(model, features[eval_split], DocREDataCollator.from_model(model), training_args.per_device_eval_batch_size)
             logger.info("Global threshold tuned on %s: %.1f (pair-relation F1 %.4f)", eval_split, threshold, f1)

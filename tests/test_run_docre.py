@@ -97,3 +97,28 @@ def test_run_docre_methods_and_distillation(encoder_dirs, files, tmp_path, redoc
     assert list((tmp_path / "student" / "teacher_logits").glob("teacher-*.parquet"))
     card = (tmp_path / "student" / "README.md").read_text()
     assert "KD-DocRE" in card and "axial attention" in card and "Tan et al. 2022" in card
+
+
+@pytest.mark.slow
+def test_rerun_resumes_from_the_last_checkpoint(encoder_dirs, files, tmp_path):
+    output_dir = tmp_path / "resume"
+    args = arguments(encoder_dirs, files, output_dir, 4)
+    args[args.index("--save_strategy") + 1] = "steps"
+    args += ["--save_steps", "2", "--logging_steps", "1"]
+    args = [a for a in args if a not in ("--do_eval", "--do_predict")]
+    first = subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=600)
+    assert first.returncode == 0, first.stderr[-4000:]
+    history = [e for e in json.loads((output_dir / "trainer_state.json").read_text())["log_history"] if "loss" in e]
+    whole = json.loads((output_dir / "train_results.json").read_text())["train_loss"]
+    assert whole == pytest.approx(sum(e["loss"] for e in history) / 4, rel=1e-4)
+    # Rerun with more steps: it continues from checkpoint-4, not from step 0, and reports the loss of all 6 steps.
+    args[args.index("--max_steps") + 1] = "6"
+    second = subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=600)
+    assert second.returncode == 0, second.stderr[-4000:]
+    assert "resuming training from" in second.stderr and "checkpoint-4" in second.stderr
+    state = json.loads((output_dir / "checkpoint-6" / "trainer_state.json").read_text())
+    steps = [e["step"] for e in state["log_history"] if "loss" in e]
+    assert steps == [1, 2, 3, 4, 5, 6]  # steps 1-4 from the first run, 5-6 from the resumed one
+    losses = [e["loss"] for e in state["log_history"] if "loss" in e]
+    resumed = json.loads((output_dir / "train_results.json").read_text())["train_loss"]
+    assert resumed == pytest.approx(sum(losses) / 6, rel=1e-3)
