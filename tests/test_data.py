@@ -263,3 +263,19 @@ def test_featurize_skip_survives_every_kind_of_fault(redocred_documents, encoder
     with pytest.warns(UserWarning, match=f"Skipped {len(BAD) - 2} of {len(documents)}"):
         features = featurizer.featurize(documents, errors="skip")
     assert [f["title"] for f in features[-2:]] == [d["title"] for d in documents[-2:]]
+
+
+def test_malformed_cdr_lines_are_bad_documents(tmp_path, relation_info):
+    broken_offsets = CDR_LINE.replace("\t0\t1\t0\tD014456", "\tzero\t1\t0\tD014456")  # a start that is not a number
+    out_of_text = CDR_LINE.replace("123", "124", 1).replace("\t2:4\t3:5\t", "\t2:40\t3:50\t")  # a mention past the text
+    too_few = "125\tAspirin causes ulcers .\t1:CID:2"
+    good = CDR_LINE.replace("123", "126", 1)
+    path = tmp_path / "train_filter.data"
+    path.write_text("\n".join([broken_offsets, out_of_text, too_few, good]) + "\n")
+    with pytest.raises(ValueError, match=r"line 1: malformed CDR/GDA line"):
+        read_pubtator_file(str(path))
+    with pytest.raises(DocREInputError, match="line 1"):
+        load_docred("cdr", data_files={"train": str(path)}, split="train", cache_dir=str(tmp_path / "c1"))
+    with pytest.warns(UserWarning, match="skipped 3 bad documents, kept 1"):
+        kept = load_docred("cdr", data_files={"train": str(path)}, split="train", cache_dir=str(tmp_path / "c2"), validation="lenient")
+    assert [row["title"] for row in kept] == ["126"]

@@ -63,8 +63,12 @@ def parse_pubtator_line(line, line_number=None):
     return {"title": pmid, "sents": sents, "vertexSet": vertex_set, "labels": labels, "candidate_pairs": candidates}
 
 
-def read_pubtator_file(path):
-    """Every document of a CDR/GDA `.data` file (a PMID repeated on later lines is read once, as ATLOP does)."""
+def read_pubtator_file(path, on_error=None):
+    """Every document of a CDR/GDA `.data` file (a PMID repeated on later lines is read once, as ATLOP does).
+
+    A malformed line raises `ValueError` naming the file and the line, unless `on_error(message, line_number)` is
+    given: its return value then stands in the list for that line (the builder marks it as a bad document).
+    """
     documents, seen = [], set()
     with open(path, encoding="utf-8") as f:
         for line_number, line in enumerate(f, start=1):
@@ -74,5 +78,11 @@ def read_pubtator_file(path):
             if pmid in seen:
                 continue
             seen.add(pmid)
-            documents.append(parse_pubtator_line(line, line_number))
+            try:
+                documents.append(parse_pubtator_line(line, line_number))
+            except (ValueError, KeyError, IndexError) as error:
+                message = f"{path}, line {line_number}: malformed CDR/GDA line ({type(error).__name__}: {error})"
+                if on_error is None:
+                    raise ValueError(message) from error
+                documents.append(on_error(message, line_number))
     return documents

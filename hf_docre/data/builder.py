@@ -145,7 +145,7 @@ class DocREDBuilder(datasets.GeneratorBasedBuilder):
         if self.config.source == "pubtator":
             from .biomedical import read_pubtator_file
 
-            return read_pubtator_file(path)
+            return read_pubtator_file(path, on_error=_BadLine)
         try:
             with open(path, encoding="utf-8-sig") as f:
                 text = f.read()
