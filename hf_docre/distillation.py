@@ -14,6 +14,7 @@ Three stages, each a stock-Trainer run:
 `examples/run_docre.py --teacher_model_name_or_path ... --teacher_logits_dir ...` runs stage 2 from the command line.
 """
 
+import hashlib
 import json
 import os
 
@@ -29,14 +30,38 @@ def _shard_path(folder, shard, num_shards):
     return os.path.join(folder, f"teacher-{shard:05d}-of-{num_shards:05d}.parquet")
 
 
-def write_teacher_logits(teacher, features, output_dir, batch_size=8, shard_size=512, dtype="float16", progress=True):
+def teacher_fingerprint(teacher):
+    """SHA-256 of the teacher's weights (names and bytes): a retrained teacher at the same path differs."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(teacher.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(str(tensor.dtype).encode())
+        digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def features_fingerprint(features):
+    """SHA-256 of what the teacher reads in each feature (title, tokens, mentions, pairs), in order: other
+    documents of the same count differ."""
+    digest = hashlib.sha256()
+    for i in range(len(features)):
+        row = features[i]
+        content = [row.get(key) for key in ("title", "input_ids", "mention_index", "mention_end", "pair_index")]
+        digest.update(json.dumps(content, separators=(",", ":")).encode())
+    return digest.hexdigest()
+
+
+def write_teacher_logits(teacher, features, output_dir, batch_size=8, shard_size=512, dtype="float16", progress=True,
+                         overwrite=False):
     """Store a teacher's logits for every pair of `features`, with the features, as parquet shards.
 
     Args:
         teacher: a trained DocRE model (its tokenizer made `features`).
         features: a list or `datasets.Dataset` of DocRE features (from `DocREFeaturizer`), labels optional.
-        output_dir: folder of the shards and a manifest. Shards already there are kept (the run resumes); a
-            manifest from a different teacher, feature count or shard size is an error.
+        output_dir: folder of the shards and a manifest. Shards already there are kept (the run resumes). The
+            manifest records fingerprints of the teacher's weights and of the features: a folder written for
+            another teacher (even retrained at the same path), other documents, or another shard size is an
+            error, unless `overwrite=True`, which deletes its shards and writes them anew.
         shard_size: documents per shard, the unit of resumption.
         dtype: `"float16"` (half the disk) or `"float32"`.
     Returns:
@@ -54,17 +79,26 @@ def write_teacher_logits(teacher, features, output_dir, batch_size=8, shard_size
         "shard_size": shard_size,
         "num_shards": num_shards,
         "dtype": dtype,
+        "teacher_fingerprint": teacher_fingerprint(teacher),
+        "features_fingerprint": features_fingerprint(features),
     }
     manifest_path = os.path.join(output_dir, MANIFEST)
+    existing = None
     if os.path.exists(manifest_path):
         with open(manifest_path) as f:
             existing = json.load(f)
         if existing != manifest:
-            raise ValueError(
-                f"{output_dir} holds teacher logits of another run ({existing}); this run would write {manifest}. "
-                "Use an empty folder."
-            )
-    else:
+            differences = sorted(key for key in manifest if existing.get(key) != manifest[key])
+            if not overwrite:
+                raise ValueError(
+                    f"{output_dir} holds teacher logits of another run (they differ in {', '.join(differences)}); "
+                    "use an empty folder, or overwrite=True to write them anew."
+                )
+            for name in os.listdir(output_dir):
+                if name.startswith("teacher-") and name.endswith((".parquet", ".partial")):
+                    os.remove(os.path.join(output_dir, name))
+            existing = None
+    if existing is None:
         with open(manifest_path, "w") as f:
             json.dump(manifest, f, indent=2)
 

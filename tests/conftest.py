@@ -108,7 +108,7 @@ def short_document(document, num_sentences=2):
         "sents": document["sents"][:num_sentences],
         "vertexSet": [document["vertexSet"][i] for i in keep],
         "labels": [
-            {**l, "h": new_id[l["h"]], "t": new_id[l["t"]]}
+            {**l, "h": new_id[l["h"]], "t": new_id[l["t"]], "evidence": [s for s in l.get("evidence") or [] if s < num_sentences]}
             for l in document["labels"]
             if l["h"] in new_id and l["t"] in new_id
         ],

@@ -1,7 +1,9 @@
 """The other published methods: BERT baseline, two-step, KD-DocRE (axial attention, adaptive focal loss, distillation)."""
 
+import copy
 import math
 
+import numpy as np
 import pytest
 import torch
 from datasets import Dataset
@@ -340,6 +342,23 @@ def test_distillation_teacher_student_finetune(encoder_dirs, relation_info, redo
         load_teacher_logits(str(folder))
     stored = write_teacher_logits(teacher, distant_features, str(folder), batch_size=3, shard_size=3, progress=False)
     assert shards[0].stat().st_mtime_ns == first_written and shards[-1].exists()
+    # The folder belongs to this teacher and these documents: a retrained teacher at the same path, or other
+    # documents of the same count, are refused (they used to get the old logits and titles), or rebuilt on request.
+    other_documents = featurizer.featurize(_made_up_distant(
+        [d for d in (short_document(x, 3) for x in redocred_documents[90:120]) if len(d["vertexSet"]) > 2][:8]))
+    assert len(other_documents) == len(distant_features)
+    with pytest.raises(ValueError, match="differ in features_fingerprint"):
+        write_teacher_logits(teacher, other_documents, str(folder), batch_size=3, shard_size=3, progress=False)
+    before = teacher_logits_of(stored[0], teacher.config.num_relations)
+    retrained = copy.deepcopy(teacher)
+    with torch.no_grad():
+        retrained.classifier.bias.add_(1.0)
+    with pytest.raises(ValueError, match="differ in teacher_fingerprint"):
+        write_teacher_logits(retrained, distant_features, str(folder), batch_size=3, shard_size=3, progress=False)
+    rebuilt = write_teacher_logits(retrained, distant_features, str(folder / ".." / "logits"), batch_size=3, shard_size=3,
+                                   progress=False, overwrite=True)
+    assert not np.allclose(teacher_logits_of(rebuilt[0], teacher.config.num_relations), before)
+    stored = write_teacher_logits(teacher, distant_features, str(folder), batch_size=3, shard_size=3, progress=False, overwrite=True)
     # What is stored is the teacher's logits for exactly the feature's pairs (to float16 precision).
     teacher.eval()
     collator = DocREDataCollator.from_model(teacher)
