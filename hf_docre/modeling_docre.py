@@ -654,9 +654,16 @@ class DocREModel(DocREPreTrainedModel):
         entity_in_window = inside.any(-1).to(torch.float32)  # [N, E]
         together = torch.einsum("ns,no->nso", entity_in_window, entity_in_window)
         shared_window = together.new_zeros(batch_size, *together.shape[1:]).index_add(0, doc[:, 0], together) > 0
-        rows = None
+        rows = slot_mention = slot_valid = None
         if need_attention:
-            rows = torch.where(inside, local_mention, torch.zeros_like(local_mention)).flatten(1)
+            # Attention rows only for the mentions inside each window ([N, Q], Q = the most any window holds), not
+            # for every mention of the document in every window: a long document with hundreds of entities would
+            # otherwise ask for [windows, heads, all mentions, window] floats.
+            inside_flat = inside.flatten(1)  # [N, E * M]
+            num_slots = max(1, int(inside_flat.sum(-1).max()))
+            slot_mention = torch.argsort((~inside_flat).to(torch.int8), dim=1, stable=True)[:, :num_slots]  # e * M + m
+            slot_valid = inside_flat.gather(1, slot_mention)
+            rows = local_mention.flatten(1).gather(1, slot_mention).masked_fill(~slot_valid, 0)
         hidden, row_attention = self._encode_bucketed(window_ids, window_lengths, rows, encoder)
 
         # Hidden states: sum over windows into the document, divided by how many windows kept each token.
@@ -678,16 +685,20 @@ class DocREModel(DocREPreTrainedModel):
         windows_per_mention = torch.zeros_like(mention_index).index_add(0, doc[:, 0], inside.to(mention_index.dtype))
         mentions_per_entity = (mention_index >= 0).sum(-1, keepdim=True).clamp(min=1)
         share = windows_per_mention[doc[:, 0]].clamp(min=1) * mentions_per_entity[doc[:, 0]]
-        weights = inside.to(row_attention.dtype) / share.to(row_attention.dtype)  # [N, E, M]
-        num_windows, num_entities, num_mentions = weights.shape
-        row_attention = row_attention.view(num_windows, -1, num_entities, num_mentions, window_length)
-        window_entity_attention = torch.einsum("nem,nhemk->nehk", weights, row_attention)
-
-        num_heads = window_entity_attention.shape[2]
-        flat = window_entity_attention.permute(1, 2, 0, 3).reshape(num_entities, num_heads, -1)
-        entity_attention = flat.new_zeros(num_entities, num_heads, batch_size * (length + 1)).index_add(2, target, flat)
-        entity_attention = entity_attention.view(num_entities, num_heads, batch_size, length + 1)[..., :length]
-        return EncodedDocuments(sequence_output, entity_attention.permute(2, 0, 1, 3), shared_window)
+        weights = (inside.to(row_attention.dtype) / share.to(row_attention.dtype)).flatten(1)  # [N, E * M]
+        slot_weight = weights.gather(1, slot_mention) * slot_valid.to(weights.dtype)  # [N, Q]
+        num_windows, num_entities, num_mentions = inside.shape
+        num_heads = row_attention.shape[1]
+        # Each slot's weighted row goes to (its entity, the document position of each window column).
+        slot_entity = torch.div(slot_mention, num_mentions, rounding_mode="floor")  # [N, Q]
+        positions = batch_size * (length + 1)
+        index = slot_entity[:, :, None] * positions + target.view(num_windows, 1, window_length)  # [N, Q, W]
+        values = (row_attention * slot_weight[:, None, :, None]).permute(0, 2, 3, 1)  # [N, Q, W, H]
+        entity_attention = values.new_zeros(num_entities * positions, num_heads).index_add(
+            0, index.reshape(-1), values.reshape(-1, num_heads)
+        )
+        entity_attention = entity_attention.view(num_entities, batch_size, length + 1, num_heads)[:, :, :length]
+        return EncodedDocuments(sequence_output, entity_attention.permute(1, 0, 3, 2), shared_window)
 
     def pool_entities(self, sequence_output, mention_index, mention_end=None):
         """Entity embeddings [B, E, D] from the hidden states of their mentions' start tokens, or with
