@@ -103,6 +103,10 @@ def _compute_dtype(tensor):
     return tensor.dtype
 
 
+# Localized context pooling computes q for one chunk of head entities against all entities at a time: at most this
+# many elements ([C, E, L]); a document that is short or has few entities is one chunk.
+LOCALIZED_CONTEXT_CHUNK_ELEMENTS = 1 << 24
+
 # Pairs per chunk are chosen so one chunk's outer product holds about this many elements (16 MB in fp32): big enough
 # for efficient matrix products, small enough to stay in cache and never show up in peak memory.
 GROUP_BILINEAR_CHUNK_ELEMENTS = 1 << 22
@@ -725,29 +729,47 @@ class DocREModel(DocREPreTrainedModel):
             pooled = (mentions * mask).sum(2) / valid.sum(-1, keepdim=True).clamp(min=1)
         return torch.where(has_mention, pooled, torch.zeros_like(pooled))
 
-    def localized_context(self, sequence_output, entity_attention, pair_index, pair_mask, own_context=None):
-        """Localized context pooling (ATLOP Sec. 5). Returns the weights a [B, P, L] and the context c [B, P, D].
+    def localized_context(self, sequence_output, entity_attention, pair_batch, heads, tails, own_context=None,
+                          need_weights=False):
+        """Localized context pooling (ATLOP Sec. 5) for the N pairs (`pair_batch`, `heads`, `tails`, each [N]).
+        Returns the context c [N, D] and, with `need_weights`, the weights a [N, L] (else None).
 
         q = sum over heads of A_s * A_o; a = q / sum(q); c = H^T a. In a long document, entities that share no
         window have attention with (almost) disjoint support, so q is 0 or nearly. Pairs marked in `own_context`
-        ([B, P] bool; `distant_pairs="entity_context"`) take instead the mean of the two entities' own attention,
+        ([N] bool; `distant_pairs="entity_context"`) take instead the mean of the two entities' own attention,
         a = (mean_h A_s + mean_h A_o) / 2; other pairs with q = 0 get no context (a = c = 0).
+
+        q is computed document by document for a chunk of head entities against all entities at a time ([C, E, L],
+        at most `LOCALIZED_CONTEXT_CHUNK_ELEMENTS`), so memory does not grow with E x E x L on long documents.
         """
-        batch_size, num_entities = entity_attention.shape[:2]
-        batch_index = torch.arange(batch_size, device=pair_index.device)[:, None]
-        heads, tails = pair_index[..., 0].clamp(min=0), pair_index[..., 1].clamp(min=0)
-        # q for every entity pair at once (E x E x L, no heads dimension), then the pairs asked for.
-        pair_attention = torch.einsum("bshl,bohl->bsol", entity_attention, entity_attention)
-        pair_attention = pair_attention.flatten(1, 2)[batch_index, heads * num_entities + tails]  # [B, P, L]
-        pair_attention = pair_attention * pair_mask[..., None].to(pair_attention.dtype)
-        if own_context is not None and bool(own_context.any()):
-            entity_mean = entity_attention.mean(2)  # [B, E, L]
-            own = (entity_mean[batch_index, heads] + entity_mean[batch_index, tails]) / 2
-            pair_attention = torch.where(own_context[..., None], own, pair_attention)
-        total = pair_attention.sum(-1, keepdim=True)
-        weights = pair_attention / torch.where(total > 0, total, torch.ones_like(total))
-        context = torch.bmm(weights.to(sequence_output.dtype), sequence_output)
-        return weights, context
+        num_entities, length = entity_attention.shape[1], entity_attention.shape[-1]
+        rows_per_chunk = max(1, LOCALIZED_CONTEXT_CHUNK_ELEMENTS // max(1, num_entities * length))
+        entity_mean = entity_attention.mean(2) if own_context is not None else None  # [B, E, L]
+        order, contexts, all_weights = [], [], []
+        for b in pair_batch.unique().tolist():
+            in_document = pair_batch == b
+            for start in range(0, num_entities, rows_per_chunk):
+                selected = (in_document & (heads >= start) & (heads < start + rows_per_chunk)).nonzero().squeeze(-1)
+                if selected.numel() == 0:
+                    continue
+                attention = entity_attention[b]
+                q = torch.einsum("shl,ohl->sol", attention[start : start + rows_per_chunk], attention)  # [C, E, L]
+                head, tail = heads[selected], tails[selected]
+                q = q[head - start, tail]  # [n, L]
+                if own_context is not None:
+                    own = (entity_mean[b, head] + entity_mean[b, tail]) / 2
+                    q = torch.where(own_context[selected][:, None], own, q)
+                total = q.sum(-1, keepdim=True)
+                weights = q / torch.where(total > 0, total, torch.ones_like(total))
+                order.append(selected)
+                contexts.append(weights.to(sequence_output.dtype) @ sequence_output[b])
+                if need_weights:
+                    all_weights.append(weights)
+        if not order:
+            return sequence_output.new_zeros(0, sequence_output.shape[-1]), entity_attention.new_zeros(0, length) if need_weights else None
+        inverse = torch.argsort(torch.cat(order))  # back to the order of the N pairs (each is in one chunk)
+        context = torch.cat(contexts)[inverse]
+        return context, (torch.cat(all_weights)[inverse] if need_weights else None)
 
     def forward(
         self,
@@ -813,11 +835,18 @@ class DocREModel(DocREPreTrainedModel):
             head_repr = head_entity + self.head_extractor.bias
             tail_repr = tail_entity + self.tail_extractor.bias
             if use_context:
-                own_context = distant if config.distant_pairs == "entity_context" else None
-                context_weights, context = self.localized_context(
-                    sequence_output, encoded.entity_attention, pair_index, scored, own_context
+                own_context = None
+                if config.distant_pairs == "entity_context" and distant is not None:
+                    own_context = distant[pair_batch, pair_slot]
+                context, pair_weights = self.localized_context(
+                    sequence_output, encoded.entity_attention, pair_batch, heads, tails, own_context,
+                    need_weights=output_context_weights,
                 )
-                context = self.dropout(context[pair_batch, pair_slot])  # [N, D]
+                if output_context_weights:
+                    context_weights = pair_weights.new_zeros(*pair_mask.shape, pair_weights.shape[-1]).index_put(
+                        (pair_batch, pair_slot), pair_weights
+                    )
+                context = self.dropout(context)  # [N, D]
                 head_repr = head_repr + nn.functional.linear(context, self.head_extractor.weight[:, hidden:])
                 tail_repr = tail_repr + nn.functional.linear(context, self.tail_extractor.weight[:, hidden:])
             real_logits = self.bilinear(torch.tanh(head_repr), torch.tanh(tail_repr))  # [N, R] (or [N, d] with axial)

@@ -70,3 +70,29 @@ def test_joined_training_documents_keep_every_label(redocred_documents):
         for label in document["labels"]:  # no label crosses source documents, and each points at its own entities
             (hd, he), (td, te) = source[label["h"]], source[label["t"]]
             assert hd == td and (he, te, label["r"]) in {(l["h"], l["t"], l["r"]) for l in sources[hd]["labels"]}
+
+
+def test_context_pooling_in_chunks_equals_one_chunk(encoder_dirs, relation_info, redocred_documents, monkeypatch):
+    import hf_docre.modeling_docre as modeling
+    from hf_docre import DocREDataCollator, DocREFeaturizer
+
+    torch.manual_seed(0)
+    model = DocREModel.from_encoder(encoder_dirs["bert"], relations=list(relation_info), distant_pairs="entity_context", **SMALL_HEAD)
+    joined, _ = join_documents([short_document(d, 3) for d in redocred_documents[30:33]])
+    batch = DocREDataCollator.from_model(model)(DocREFeaturizer.from_model(model).featurize([joined, redocred_documents[33]]))
+
+    def run():
+        model.zero_grad()
+        output = model(**batch, output_context_weights=True)
+        output.loss.backward()
+        return output, model.head_extractor.weight.grad.clone()
+
+    model.train()
+    torch.manual_seed(1)
+    whole, whole_grad = run()
+    monkeypatch.setattr(modeling, "LOCALIZED_CONTEXT_CHUNK_ELEMENTS", 1)  # one head entity per chunk
+    torch.manual_seed(1)
+    chunked, chunked_grad = run()
+    assert torch.allclose(whole.logits, chunked.logits, atol=1e-6)
+    assert torch.allclose(whole.context_weights, chunked.context_weights, atol=1e-7)
+    assert torch.allclose(whole_grad, chunked_grad, atol=1e-6)
