@@ -656,8 +656,9 @@ class DocREModel(DocREPreTrainedModel):
         inside = (window_mentions >= 0) & (local_mention >= prefix) & (local_mention < prefix + content[:, :, None])
         # Pairs of entities with a mention each in one window; only those pairs' relations were ever seen in training.
         entity_in_window = inside.any(-1).to(torch.float32)  # [N, E]
-        together = torch.einsum("ns,no->nso", entity_in_window, entity_in_window)
-        shared_window = together.new_zeros(batch_size, *together.shape[1:]).index_add(0, doc[:, 0], together) > 0
+        by_document = entity_in_window.new_zeros(batch_size, *entity_in_window.shape)  # [B, N, E], 0 outside the document
+        by_document[doc[:, 0], torch.arange(len(plan), device=device)] = entity_in_window
+        shared_window = torch.bmm(by_document.transpose(1, 2), by_document) > 0  # [B, E, E]
         rows = slot_mention = slot_valid = None
         if need_attention:
             # Attention rows only for the mentions inside each window ([N, Q], Q = the most any window holds), not

@@ -96,3 +96,40 @@ def test_context_pooling_in_chunks_equals_one_chunk(encoder_dirs, relation_info,
     assert torch.allclose(whole.logits, chunked.logits, atol=1e-6)
     assert torch.allclose(whole.context_weights, chunked.context_weights, atol=1e-7)
     assert torch.allclose(whole_grad, chunked_grad, atol=1e-6)
+
+
+def test_no_entities_x_entities_x_tokens_tensor_and_rows_only_for_mentions_in_the_window(encoder_dirs, relation_info, redocred_documents, monkeypatch):
+    # A long document with many entities used to allocate [windows, heads, all mentions, window] attention rows and
+    # an [E, E, L] tensor in context pooling (3.5 GB for 463 entities); both must stay bounded.
+    import hf_docre.modeling_docre as modeling
+    from hf_docre import DocREDataCollator, DocREFeaturizer
+
+    torch.manual_seed(0)
+    model = DocREModel.from_encoder(encoder_dirs["bert"], relations=list(relation_info), **SMALL_HEAD).eval()
+    joined, _ = join_documents(redocred_documents[40:46])
+    batch = DocREDataCollator.from_model(model)(DocREFeaturizer.from_model(model).featurize([joined], with_labels=False))
+    num_entities, length = batch["mention_index"].shape[1], batch["input_ids"].shape[1]
+    budget = 1 << 16
+    assert num_entities * num_entities * length > 50 * budget
+    monkeypatch.setattr(modeling, "LOCALIZED_CONTEXT_CHUNK_ELEMENTS", budget)
+    largest, rows_asked = [0], []
+    einsum = torch.einsum
+
+    def recording_einsum(*args):
+        result = einsum(*args)
+        largest[0] = max(largest[0], result.numel())
+        return result
+
+    encode = model._encode_bucketed
+
+    def recording_encode(input_ids, lengths, attention_rows=None, encoder=None):
+        rows_asked.append(None if attention_rows is None else attention_rows.shape[1])
+        return encode(input_ids, lengths, attention_rows, encoder)
+
+    monkeypatch.setattr(torch, "einsum", recording_einsum)
+    monkeypatch.setattr(model, "_encode_bucketed", recording_encode)
+    with torch.no_grad():
+        model(**batch)
+    assert largest[0] <= max(budget, num_entities * length), largest[0]
+    mentions = (batch["mention_index"] >= 0).sum().item()
+    assert rows_asked and max(rows_asked) < mentions / 2  # each window asks only for the mentions inside it
