@@ -52,9 +52,11 @@ def check_outputs(output_dir, redocred_documents):
 @pytest.mark.slow
 def test_run_docre_train_eval_predict(encoder_dirs, files, tmp_path, redocred_documents):
     output_dir = tmp_path / "out"
-    result = subprocess.run([sys.executable, str(SCRIPT), *arguments(encoder_dirs, files, output_dir, 4)],
+    joined = ["--joined_train_documents", "2", "--join_max_documents", "2"]  # joined copies of the 4 training documents
+    result = subprocess.run([sys.executable, str(SCRIPT), *arguments(encoder_dirs, files, output_dir, 4), *joined],
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-4000:]
+    assert "Added 2 joined training documents" in result.stderr
     check_outputs(output_dir, redocred_documents)
     model = DocREModel.from_pretrained(output_dir)
     relations = pipeline("doc-relation-extraction", model=model)(redocred_documents[7])
