@@ -496,7 +496,8 @@ class DocREModel(DocREPreTrainedModel):
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
-        model = super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
+        loaded = super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
+        model = loaded[0] if isinstance(loaded, tuple) else loaded  # output_loading_info=True gives (model, info)
         if hasattr(model.config, "custom_pipelines"):
             del model.config.custom_pipelines  # see save_pretrained
         if getattr(model, "tokenizer", None) is None:
@@ -517,7 +518,7 @@ class DocREModel(DocREPreTrainedModel):
                     f"DocREModel.from_pretrained({str(pretrained_model_name_or_path)!r}): no usable tokenizer ({error}). "
                     "Pass one to the pipeline (`tokenizer=`) or set `model.tokenizer`."
                 )
-        return model
+        return loaded
 
     def save_pretrained(self, save_directory, *args, **kwargs):
         """Save weights (safetensors), config with `auto_map` and `custom_pipelines`, the modeling and pipeline
