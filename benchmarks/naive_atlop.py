@@ -60,12 +60,12 @@ def naive_forward(model, input_ids, attention_mask, mention_index, pair_index):
             context = a @ sequence_output[b]
             heads = torch.cat([heads, context], dim=-1)
             tails = torch.cat([tails, context], dim=-1)
-        z_head = torch.tanh(model.head_extractor(heads))
-        z_tail = torch.tanh(model.tail_extractor(tails))
+        z_head = torch.tanh(model.head.head_extractor(heads))
+        z_tail = torch.tanh(model.head.tail_extractor(tails))
         groups = config.emb_size // config.block_size
         b1 = z_head.view(-1, groups, config.block_size)
         b2 = z_tail.view(-1, groups, config.block_size)
         outer = (b1.unsqueeze(3) * b2.unsqueeze(2)).view(-1, config.emb_size * config.block_size)
-        logits[: len(pairs)] = outer @ model.bilinear.weight.t() + model.bilinear.bias
+        logits[: len(pairs)] = outer @ model.head.bilinear.weight.t() + model.head.bilinear.bias
         all_logits.append(logits)
     return torch.stack(all_logits)

@@ -12,9 +12,13 @@ from transformers.models.auto.auto_factory import _BaseAutoModelClass, _LazyAuto
 from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
 
 from .configuration_docre import NA_LABEL, DocREConfig
-from .losses_docre import adaptive_thresholding_loss, binary_relation_loss, decode_relations, tune_global_threshold
-from .modeling_docre import DocREModel, DocREModelOutput, DocREPreTrainedModel, GroupBilinear, plan_windows
-from .modeling_docre import PIPELINE_TASK
+from .decoding_docre import decode_relations, relation_scores, tune_global_threshold
+from .encoding_docre import plan_windows
+from .heads_docre import PAIR_HEADS, PairHead, PairInputs, register_pair_head
+from .layers_docre import GroupBilinear
+from .losses_docre import adaptive_focal_loss, adaptive_thresholding_loss, binary_relation_loss
+from .methods_docre import METHODS, DocREMethod, register_method
+from .modeling_docre import PIPELINE_TASK, DocREForRelationExtraction, DocREModel, DocREModelOutput, DocREPreTrainedModel
 from .pipeline_docre import DocumentRelationExtractionPipeline, SpanAlignmentError, text_to_document, to_docred_predictions
 from .text_docre import group_entity_spans, normalize_entity_name
 from .processing_docre import DocREDataCollator, DocREFeaturizer, DocREInputError
@@ -33,8 +37,8 @@ AutoModelForDocumentRelationExtraction = auto_class_update(
 )
 
 AutoConfig.register(DocREConfig.model_type, DocREConfig, exist_ok=True)
-AutoModel.register(DocREConfig, DocREModel, exist_ok=True)
-AutoModelForDocumentRelationExtraction.register(DocREConfig, DocREModel, exist_ok=True)
+AutoModel.register(DocREConfig, DocREForRelationExtraction, exist_ok=True)
+AutoModelForDocumentRelationExtraction.register(DocREConfig, DocREForRelationExtraction, exist_ok=True)
 PIPELINE_REGISTRY.register_pipeline(
     PIPELINE_TASK, pipeline_class=DocumentRelationExtractionPipeline, pt_model=AutoModel, type="text"
 )
@@ -46,6 +50,8 @@ __all__ = [
     "DocREDataCollator",
     "DocREFeaturizer",
     "DocREInputError",
+    "DocREForRelationExtraction",
+    "DocREMethod",
     "DocREModel",
     "DocREModelOutput",
     "DocREPreTrainedModel",
@@ -57,6 +63,14 @@ __all__ = [
     "group_entity_spans",
     "normalize_entity_name",
     "GroupBilinear",
+    "METHODS",
+    "PAIR_HEADS",
+    "PairHead",
+    "PairInputs",
+    "adaptive_focal_loss",
+    "register_method",
+    "register_pair_head",
+    "relation_scores",
     "adaptive_thresholding_loss",
     "binary_relation_loss",
     "decode_relations",

@@ -1,17 +1,18 @@
 """Configuration for document-level relation extraction (DocRE) models.
 
-This file is loaded through ``trust_remote_code``: it imports nothing but transformers and must stay a flat
-sibling of ``modeling_docre.py``.
+This file is loaded through ``trust_remote_code``: it imports nothing but transformers and its flat sibling
+``methods_docre.py``.
 """
 
 from transformers import AutoConfig, PretrainedConfig
+
+from .methods_docre import METHODS, method_preset
 
 NA_LABEL = "NA"
 
 _POOLINGS = ("logsumexp", "max", "mean")
 _LOSSES = ("atl", "bce", "afl")
 _MENTION_REPRESENTATIONS = ("start", "span")
-_PAIR_HEADS = ("group_bilinear", "bilinear")
 _DISTILLATION_LOSSES = ("mse", "kl")
 _DISTANT_PAIRS = ("no_relation", "entity_context", "zero_context")
 
@@ -27,29 +28,9 @@ _DEFAULTS = dict(
     axial_attention=False, focal_gamma=0.5,
 )
 
-# Published methods as option presets (`DocREConfig(method=...)`, `DocREModel.from_encoder(..., method=...)`);
-# options given explicitly win over the preset.
-METHOD_PRESETS = {
-    # Zhou et al. 2021: start-marker mentions, logsumexp, localized context pooling, group bilinear, ATL.
-    "atlop": {},
-    # Wang et al. 2019, BERT baseline: entity = mean of its mentions' tokens, a projection to 128, a bilinear
-    # classifier, BCE with a global threshold tuned on dev.
-    "bert-baseline": {
-        "entity_marker": None, "mention_representation": "span", "mention_pooling": "mean",
-        "use_context_pooling": False, "pair_head": "bilinear", "emb_size": 128, "loss": "bce",
-        "max_relations_per_pair": 0,
-    },
-    # Wang et al. 2019, two-step: the baseline twice; step 1 decides relation / no relation (NA pairs sub-sampled
-    # 3:1 within a batch), step 2 the relation types, trained on related pairs only.
-    "two-step": {
-        "entity_marker": None, "mention_representation": "span", "mention_pooling": "mean",
-        "use_context_pooling": False, "pair_head": "bilinear", "emb_size": 128, "loss": "bce",
-        "max_relations_per_pair": 0, "two_step": True,
-    },
-    # Tan et al. 2022 (KD-DocRE): ATLOP's representation, axial attention over the entity-pair table, adaptive
-    # focal loss (gamma 0.5); distillation is a training recipe (teacher logits as an input, see hf_docre.distillation).
-    "kd-docre": {"axial_attention": True, "loss": "afl", "focal_gamma": 0.5},
-}
+# Published methods as option presets (`DocREConfig(method=...)`): see `methods_docre.METHODS`. Kept as a name for
+# code written against hf_docre 0.1.
+METHOD_PRESETS = {name: method.preset for name, method in METHODS.items()}
 
 
 class DocREConfig(PretrainedConfig):
@@ -87,8 +68,10 @@ class DocREConfig(PretrainedConfig):
         mention_representation (`str`): `"start"` = the hidden state at `mention_index` (the start marker, or the
             first sub-token without markers); `"span"` = every token of the mention (`mention_index` to
             `mention_end`), pooled with `mention_pooling="mean"` over all tokens of all the entity's mentions.
-        pair_head (`str`): `"group_bilinear"` (ATLOP: head/tail extractors with context, group bilinear) or
-            `"bilinear"` (Wang et al.: a linear projection to `emb_size`, then a full bilinear layer).
+        pair_head (`str`): a registered pair head (`heads_docre.PAIR_HEADS`): `"group_bilinear"` (ATLOP: head/tail
+            extractors with context, group bilinear), `"bilinear"` (Wang et al.: a linear projection to `emb_size`,
+            then a full bilinear layer), or one added with `register_pair_head`. `two_step` and `axial_attention`
+            wrap the bilinear and group-bilinear heads (see `head_type`).
         two_step (`bool`): Wang et al.'s two-step model: a second encoder and head decide relation / no relation
             (column 0 of the logits is its "no relation" logit); the main head gives the relation types.
         two_step_shared_encoder (`bool`): both steps share one encoder (the paper trains two models: `False`).
@@ -149,11 +132,9 @@ class DocREConfig(PretrainedConfig):
         distant_pairs="no_relation",
         **kwargs,
     ):
-        if method not in METHOD_PRESETS:
-            raise ValueError(f"DocREConfig: `method` must be one of {tuple(METHOD_PRESETS)}, got {method!r}.")
         # Options left unset take the method's preset value, else the ATLOP default. (A saved config passes every
         # option explicitly, so loading never changes one.)
-        preset = METHOD_PRESETS[method]
+        preset = method_preset(method)
 
         def resolve(name, value):
             return preset.get(name, _DEFAULTS[name]) if value is _UNSET else value
@@ -198,7 +179,6 @@ class DocREConfig(PretrainedConfig):
             raise ValueError(f"DocREConfig: `emb_size` ({emb_size}) must be a multiple of `block_size` ({block_size}).")
         for name, value, allowed in (
             ("mention_representation", mention_representation, _MENTION_REPRESENTATIONS),
-            ("pair_head", pair_head, _PAIR_HEADS),
             ("distillation_loss", distillation_loss, _DISTILLATION_LOSSES),
             ("focal_positive_weight", focal_positive_weight, ("paper", "released_code")),
             ("distant_pairs", distant_pairs, _DISTANT_PAIRS),
@@ -209,6 +189,8 @@ class DocREConfig(PretrainedConfig):
             raise ValueError("DocREConfig: `mention_representation='span'` averages the mentions' tokens; it needs `mention_pooling='mean'`.")
         if two_step and loss != "bce":
             raise ValueError("DocREConfig: `two_step=True` trains both steps with binary cross-entropy; use `loss='bce'`.")
+        if not isinstance(pair_head, str) or not pair_head:
+            raise ValueError(f"DocREConfig: `pair_head` must be the name of a registered pair head, got {pair_head!r}.")
         if axial_attention and pair_head != "group_bilinear":
             raise ValueError("DocREConfig: `axial_attention` works on the group-bilinear pair representation.")
         self.mention_pooling = mention_pooling
@@ -243,6 +225,16 @@ class DocREConfig(PretrainedConfig):
             self.label2id = {NA_LABEL: 0, "relation": 1}
         if self.label2id is None:
             self.label2id = {label: int(i) for i, label in self.id2label.items()}
+
+    @property
+    def head_type(self):
+        """The registered pair head (`heads_docre.PAIR_HEADS`) this config builds: `"two_step"` with `two_step`,
+        `"axial"` with `axial_attention`, else `pair_head`."""
+        if self.two_step:
+            return "two_step"
+        if self.axial_attention:
+            return "axial"
+        return self.pair_head
 
     @property
     def decoding(self):

@@ -1,4 +1,4 @@
-"""Losses and decoding for DocRE heads.
+"""Losses of the DocRE pair heads (decoding is in `decoding_docre.py`).
 
 Loaded through ``trust_remote_code`` (flat sibling, torch only).
 
@@ -148,88 +148,36 @@ def distillation_pair_loss(student_logits, teacher_logits, kind="mse"):
     ).sum(-1)
 
 
-_DECODINGS = {"atl": "threshold_class", "afl": "threshold_class", "bce": "global_threshold"}
-
-
-def decode_relations(logits, loss="atl", global_threshold=0.5, max_relations_per_pair=4):
-    """Turn logits into predictions.
+def labelled_pair_loss(config, logits, labels, training=True, teacher_logits=None):
+    """The loss of each pair, as the model's forward and any external reduction compute it.
 
     Args:
-        logits: [..., R] float; column 0 is the TH class, step 1's no-relation logit (two-step), or unused (BCE).
-        loss: the decoding (`config.decoding`), or a loss name that implies it: `"threshold_class"` (`"atl"`,
-            `"afl"`) keeps relations whose logit beats column 0; `"global_threshold"` (`"bce"`) keeps relations whose
-            probability beats `global_threshold`; `"two_step"` keeps, for pairs step 1 accepts (column 0 < 0, i.e.
-            P(relation) > 0.5), the relations above `global_threshold` and at least the best one.
-        max_relations_per_pair: keep at most this many relations per pair (the highest logits); <= 0 keeps all.
+        logits: [N, R] the scored pairs' logits. labels: [N, R] multi-hot, rows of -100 for unlabelled pairs.
+        teacher_logits: [N, R], *optional*: adds the weighted distillation loss (`config.distillation_loss`).
     Returns:
-        [..., R] bool; column 0 is True exactly where no relation is predicted (NA).
+        (pair_loss [N] with 0 for unlabelled pairs (distillation still counts), distillation [N] or None)
     """
-    decoding = _DECODINGS.get(loss, loss)
-    if decoding == "threshold_class":
-        above = logits > logits[..., :1]
-    elif decoding == "global_threshold":
-        above = torch.sigmoid(logits) > global_threshold
-    elif decoding == "two_step":
-        relation_logits = logits[..., 1:]
-        best = relation_logits >= relation_logits.amax(-1, keepdim=True)
-        chosen = (torch.sigmoid(relation_logits) > global_threshold) | best
-        above = torch.cat([torch.zeros_like(chosen[..., :1]), chosen & (logits[..., :1] < 0)], dim=-1)
+    labeled = (labels[:, 0] != -100).to(logits.dtype)
+    pair_loss = relation_loss_fn(config, training)(logits, labels.clamp(min=0).to(logits.dtype)) * labeled
+    distillation = None
+    if teacher_logits is not None:
+        distillation = config.distillation_weight * distillation_pair_loss(logits, teacher_logits, config.distillation_loss)
+        pair_loss = pair_loss + distillation
+    return pair_loss, distillation
+
+
+def reduce_pair_loss(pair_loss, labels, num_items_in_batch=None):
+    """The batch loss from the per-pair loss [B, P] (0 for padding and unscored pairs) and labels [B, P, R].
+
+    Without `num_items_in_batch`: the mean over this batch's labelled pairs. Under the stock Trainer it is the
+    number of label entries that are not -100 over every micro-batch of the optimiser step and every device, i.e.
+    (labelled pairs) x R: the sum is divided by the labelled pairs of the whole step, so gradient accumulation and
+    DDP give the gradient of the mean over every pair the step saw.
+    """
+    if num_items_in_batch is None:
+        num_pairs = (labels[..., 0] != -100).sum().clamp(min=1)
     else:
-        raise ValueError(f"unknown decoding {loss!r}")
-    return _keep_best(above, logits, max_relations_per_pair)
-
-
-def _keep_best(above, values, max_relations_per_pair):
-    """At most `max_relations_per_pair` of the relations in `above` per pair, those with the highest `values`
-    (<= 0 keeps all); column 0 becomes True exactly where none is left (NA)."""
-    above[..., 0] = False
-    num_relations = values.shape[-1] - 1
-    if 0 < max_relations_per_pair < num_relations:
-        kth_best = values[..., 1:].topk(max_relations_per_pair, dim=-1).values[..., -1:]
-        above &= values >= kth_best
-    above[..., 0] = ~above[..., 1:].any(-1)
-    return above
-
-
-def select_by_score(scores, threshold, max_relations_per_pair=4):
-    """Predictions from relation scores ([..., R], column 0 ignored; see `relation_scores`): the relations whose
-    score is above `threshold`, at most `max_relations_per_pair` per pair (the best; <= 0 keeps all). Returns
-    [..., R] bool with column 0 True where no relation is kept, like `decode_relations`."""
-    return _keep_best(scores > threshold, scores, max_relations_per_pair)
-
-
-def relation_scores(logits, loss="atl"):
-    """[..., R] probabilities of each relation (column 0 meaningless): sigmoid(l_r - l_TH) for a threshold class,
-    sigmoid(l_r) for BCE, P(relation) * P(r) for two-step."""
-    decoding = _DECODINGS.get(loss, loss)
-    if decoding == "threshold_class":
-        return torch.sigmoid(logits - logits[..., :1])
-    if decoding == "two_step":
-        return torch.sigmoid(-logits[..., :1]) * torch.sigmoid(logits)
-    return torch.sigmoid(logits)
-
-
-def tune_global_threshold(logits, labels, candidates=None, max_relations_per_pair=4, decoding="global_threshold"):
-    """Pick the probability threshold that maximises relation F1 on dev data (BCE and two-step heads).
-
-    The paper searches {0.1, 0.2, ..., 0.9}; pass `candidates` for a finer grid.
-
-    Args:
-        logits: [..., R] dev-set logits; labels: [..., R] multi-hot (column 0 = NA; rows with -100 are ignored).
-    Returns:
-        (best threshold, its F1 over (pair, relation) decisions).
-    """
-    if candidates is None:
-        candidates = [round(0.1 * i, 1) for i in range(1, 10)]
-    real = labels[..., 0] != -100
-    logits, gold = logits[real], labels[real][:, 1:] > 0
-    best = (candidates[0], -1.0)
-    for threshold in candidates:
-        predicted = decode_relations(logits, decoding, threshold, max_relations_per_pair)[:, 1:]
-        true_positive = (predicted & gold).sum().item()
-        precision = true_positive / max(predicted.sum().item(), 1)
-        recall = true_positive / max(gold.sum().item(), 1)
-        f1 = 2 * precision * recall / (precision + recall) if precision + recall > 0 else 0.0
-        if f1 > best[1]:
-            best = (threshold, f1)
-    return best
+        num_pairs = num_items_in_batch / labels.shape[-1]
+        if torch.is_tensor(num_pairs):
+            num_pairs = num_pairs.to(pair_loss.device)
+    return pair_loss.sum() / num_pairs

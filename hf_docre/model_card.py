@@ -7,6 +7,7 @@ that uploads the complete model folder with its card (the stock `push_to_hub` wo
     push_to_hub(model, "org/atlop-minilm", card)
 """
 
+import importlib.resources
 import os
 import re
 import tempfile
@@ -15,7 +16,14 @@ from pathlib import Path
 
 from transformers import TrainerCallback
 
-TEMPLATES = Path(__file__).resolve().parents[1] / "hub_cards"
+
+def read_template(name: str) -> str:
+    """The text of a card template from `hub_cards/`, installed as the package data `hf_docre.hub_cards` (a source
+    checkout that was not installed reads the repository's folder)."""
+    try:
+        return importlib.resources.files("hf_docre.hub_cards").joinpath(name).read_text(encoding="utf-8")
+    except (ModuleNotFoundError, FileNotFoundError):
+        return (Path(__file__).resolve().parents[1] / "hub_cards" / name).read_text(encoding="utf-8")
 
 WANG_2019 = (
     "Wang et al. 2019, Fine-tune Bert for DocRED with Two-step Process",
@@ -183,7 +191,7 @@ def render_model_card(model, card):
         results = "Not evaluated yet."
     head = _head_description(config)
     hyper = ", ".join(f"{k} {v}" for k, v in card.hyperparameters.items() if v is not None) or "not recorded"
-    template = (TEMPLATES / "model_card.md").read_text(encoding="utf-8")
+    template = read_template("model_card.md")
     return template.format(
         yaml=_yaml(model, card), title=card.repo_id.split("/")[-1], method=name, paper=paper, description=description,
         base_model_link=(f"[`{card.base_model}`](https://huggingface.co/{card.base_model})" if _is_hub_id(card.base_model)

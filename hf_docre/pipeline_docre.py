@@ -27,7 +27,7 @@ import warnings
 import torch
 from transformers import Pipeline
 
-from .losses_docre import decode_relations, relation_scores, select_by_score
+from .decoding_docre import decode_relations, relation_scores, select_by_score
 from .processing_docre import DocREDataCollator, DocREFeaturizer, feature_pairs
 from .text_docre import SpanAlignmentError, text_to_document
 

@@ -16,20 +16,17 @@
 import numpy as np
 import torch
 
-from .losses_docre import decode_relations, relation_loss_fn
+from .decoding_docre import decode_relations
+from .losses_docre import labelled_pair_loss, reduce_pair_loss
 from .metrics import score_docred
 from .processing_docre import feature_pairs
 
 
 class DocRELoss:
-    """Loss for `Trainer(compute_loss_func=...)`: the mean loss over real pairs, right under gradient accumulation.
-    Pairs the model left unscored (`scored_pairs` = 0, see `DocREConfig.distant_pairs`) count with a loss of 0.
-
-    With `compute_loss_func` set, the Trainer does not divide by the gradient-accumulation steps; it passes
-    `num_items_in_batch`, the number of label entries that are not -100 over all micro-batches of the step (and
-    all devices). Our labels are [B, P, R] with padded pairs all -100, so that is (real pairs) x R. Each micro-batch
-    returns (sum of its pairs' losses) / (real pairs of the whole step), and the step's gradient is the gradient
-    of the mean over every pair it saw — the model's own loss on the concatenated batch.
+    """Loss for `Trainer(compute_loss_func=...)`, for code that passes one: the model computes the same loss itself
+    (`labels` and the Trainer's `num_items_in_batch` go to its forward), so a Trainer needs none. Both use
+    `losses_docre.labelled_pair_loss` and `reduce_pair_loss`: the mean loss over real pairs, right under gradient
+    accumulation and DDP. Pairs the model left unscored (`scored_pairs` = 0) count with a loss of 0.
     """
 
     def __init__(self, config, model=None):
@@ -41,29 +38,23 @@ class DocRELoss:
         return cls(model.config, model)
 
     def __call__(self, outputs, labels, num_items_in_batch=None):
-        logits = outputs["logits"] if isinstance(outputs, dict) else outputs.logits
-        real = labels[..., 0] != -100
-        num_real = real.sum()
-        scored = outputs.get("scored_pairs") if isinstance(outputs, dict) else outputs.scored_pairs
-        if scored is not None:  # pairs the model left unscored (distant pairs) decode as NA and add 0 to the loss
-            real = real & (scored > 0)
+        get = (lambda name: outputs.get(name)) if isinstance(outputs, dict) else (lambda name: getattr(outputs, name))
+        logits, scored, distillation = get("logits"), get("scored_pairs"), get("distillation_loss")
+        keep = labels[..., 0] != -100
+        if scored is not None:
+            keep = keep & (scored > 0)
         training = self.model.training if self.model is not None else True
-        per_pair = relation_loss_fn(self.config, training)(logits[real], labels[real].to(logits.dtype))
-        distillation = outputs.get("distillation_loss") if isinstance(outputs, dict) else outputs.distillation_loss
+        per_pair, _ = labelled_pair_loss(self.config, logits[keep], labels[keep], training)
+        pair_loss = per_pair.new_zeros(keep.shape).index_put(keep.nonzero(as_tuple=True), per_pair)
         if distillation is not None:  # the model computed it from the `teacher_logits` input
-            per_pair = per_pair + distillation[real]
-        if num_items_in_batch is None:
-            return per_pair.sum() / num_real.clamp(min=1)
-        num_pairs = num_items_in_batch / labels.shape[-1]
-        if torch.is_tensor(num_pairs):
-            num_pairs = num_pairs.to(per_pair.device)
-        return per_pair.sum() / num_pairs
+            pair_loss = pair_loss + distillation * keep.to(distillation.dtype)
+        return reduce_pair_loss(pair_loss, labels, num_items_in_batch)
 
 
 def param_groups(model, encoder_lr=5e-5, head_lr=1e-4, weight_decay=0.0):
     """Two parameter groups with the papers' learning-rate split: the encoder(s) and everything else (the head).
     A two-step model's step-1 encoder counts as an encoder."""
-    encoders = [model.encoder] + [m for m in [getattr(model, "existence_encoder", None)] if m is not None]
+    encoders = model.encoder_modules()
     encoder_ids = {id(p) for encoder in encoders for p in encoder.parameters()}
     encoder = [p for p in model.parameters() if p.requires_grad and id(p) in encoder_ids]
     head = [p for p in model.parameters() if p.requires_grad and id(p) not in encoder_ids]

@@ -15,8 +15,8 @@ def _firing_model(encoder_dirs, relation_info, distant_pairs):
     torch.manual_seed(0)
     model = DocREModel.from_encoder(encoder_dirs["bert"], relations=list(relation_info), distant_pairs=distant_pairs, **SMALL_HEAD)
     with torch.no_grad():
-        model.bilinear.bias[0] = -50.0
-        model.bilinear.bias[1:] = 50.0
+        model.head.bilinear.bias[0] = -50.0
+        model.head.bilinear.bias[1:] = 50.0
     return model.eval()
 
 
@@ -73,7 +73,7 @@ def test_joined_training_documents_keep_every_label(redocred_documents):
 
 
 def test_context_pooling_in_chunks_equals_one_chunk(encoder_dirs, relation_info, redocred_documents, monkeypatch):
-    import hf_docre.modeling_docre as modeling
+    import hf_docre.encoding_docre as modeling
     from hf_docre import DocREDataCollator, DocREFeaturizer
 
     torch.manual_seed(0)
@@ -85,7 +85,7 @@ def test_context_pooling_in_chunks_equals_one_chunk(encoder_dirs, relation_info,
         model.zero_grad()
         output = model(**batch, output_context_weights=True)
         output.loss.backward()
-        return output, model.head_extractor.weight.grad.clone()
+        return output, model.head.head_extractor.weight.grad.clone()
 
     model.train()
     torch.manual_seed(1)
@@ -101,7 +101,7 @@ def test_context_pooling_in_chunks_equals_one_chunk(encoder_dirs, relation_info,
 def test_no_entities_x_entities_x_tokens_tensor_and_rows_only_for_mentions_in_the_window(encoder_dirs, relation_info, redocred_documents, monkeypatch):
     # A long document with many entities used to allocate [windows, heads, all mentions, window] attention rows and
     # an [E, E, L] tensor in context pooling (3.5 GB for 463 entities); both must stay bounded.
-    import hf_docre.modeling_docre as modeling
+    import hf_docre.encoding_docre as modeling
     from hf_docre import DocREDataCollator, DocREFeaturizer
 
     torch.manual_seed(0)

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from hf_docre import adaptive_thresholding_loss, binary_relation_loss, decode_relations
-from hf_docre.modeling_docre import GroupBilinear
+from hf_docre.layers_docre import GroupBilinear
 
 
 def paper_atl(logits, positives):
@@ -129,7 +129,7 @@ def test_tune_global_threshold_picks_the_best_f1():
 
 
 def test_decode_two_step_and_scores():
-    from hf_docre.losses_docre import relation_scores
+    from hf_docre.decoding_docre import relation_scores
 
     # Column 0 is step 1's no-relation logit: pair 0 accepted (-2 < 0), pair 1 rejected (+1).
     logits = torch.tensor([[-2.0, 0.5, -3.0, 1.5], [1.0, 4.0, 3.0, -1.0]])

@@ -14,7 +14,7 @@ from conftest import SMALL_HEAD, short_document
 from hf_docre import DocREConfig, DocREDataCollator, DocREFeaturizer, DocREModel
 from hf_docre.distillation import load_teacher_logits, teacher_logits_of, write_teacher_logits
 from hf_docre.losses_docre import adaptive_focal_loss, two_step_loss
-from hf_docre.modeling_docre import AxialPairAttention
+from hf_docre.layers_docre import AxialPairAttention
 from hf_docre.processing_docre import feature_pairs, num_feature_pairs
 from hf_docre.training import DocRELoss, optimizer_cls_and_kwargs
 
@@ -175,7 +175,7 @@ def test_kd_docre_trains_with_afl(encoder_dirs, relation_info, redocred_document
     batch, _ = _batch(model, [short_document(redocred_documents[7], 3)])
     output = model(**batch)
     output.loss.backward()
-    assert model.axial_attention.query.weight.grad.abs().sum() > 0 and model.classifier.weight.grad.abs().sum() > 0
+    assert model.head.axial_attention.query.weight.grad.abs().sum() > 0 and model.head.classifier.weight.grad.abs().sum() > 0
 
 
 # -- BERT baseline ---------------------------------------------------------------------------------------------------
@@ -216,7 +216,7 @@ def test_bert_baseline_entity_is_the_mean_of_its_mention_tokens(encoder_dirs, re
         tokens = [i for start, end in zip(starts, ends) for i in range(start, end)]
         assert torch.allclose(output.entity_embeddings[0, e], hidden[tokens].mean(0), atol=1e-5)
     # The head is the paper's: a projection to 128 then a bilinear layer, BCE decoding with a global threshold.
-    assert model.projection.out_features == 128 and isinstance(model.bilinear, nn.Bilinear)  # (PairBilinear)
+    assert model.head.projection.out_features == 128 and isinstance(model.head.bilinear, nn.Bilinear)  # (PairBilinear)
 
 
 def test_bert_baseline_threshold_tuning(encoder_dirs, relation_info, redocred_documents):
@@ -245,10 +245,10 @@ def test_two_step_loss_samples_three_na_pairs_per_related_pair():
 
 def test_two_step_predicts_only_pairs_step_1_accepts_and_round_trips(encoder_dirs, relation_info, redocred_documents, tmp_path):
     model = _model(encoder_dirs, relation_info, method="two-step").eval()
-    assert model.existence_encoder is not None  # two models, as in the paper
+    assert model.head.existence_encoder is not None  # two models, as in the paper
     with torch.no_grad():
-        model.existence_bilinear.bias.fill_(0.0)
-        model.existence_bilinear.weight.normal_(0, 3.0)  # some pairs accepted, some not
+        model.head.existence_bilinear.bias.fill_(0.0)
+        model.head.existence_bilinear.weight.normal_(0, 3.0)  # some pairs accepted, some not
     documents = [short_document(d, 3) for d in redocred_documents[14:17]]
     batch, features = _batch(model, documents)
     with torch.no_grad():
@@ -261,7 +261,7 @@ def test_two_step_predicts_only_pairs_step_1_accepts_and_round_trips(encoder_dir
     assert torch.equal(has_relation, accepted)  # every accepted pair gets at least its best relation; no other pair
     model.save_pretrained(tmp_path / "two-step")
     loaded = DocREModel.from_pretrained(tmp_path / "two-step").eval()
-    assert loaded.config.two_step and loaded.existence_encoder is not None
+    assert loaded.config.two_step and loaded.head.existence_encoder is not None
     with torch.no_grad():
         assert torch.equal(loaded(**batch).logits, logits)
     from transformers import pipeline
@@ -278,7 +278,7 @@ def test_two_step_predicts_only_pairs_step_1_accepts_and_round_trips(encoder_dir
 
 def test_two_step_trainer_loss_equals_model_loss(encoder_dirs, relation_info, redocred_documents):
     model = _no_dropout(_model(encoder_dirs, relation_info, method="two-step", two_step_shared_encoder=True))
-    assert model.existence_encoder is None
+    assert model.head.existence_encoder is None
     batch, _ = _batch(model, [short_document(d, 3) for d in redocred_documents[20:23]])
     loss_fn = DocRELoss.from_model(model)
     torch.manual_seed(1)
@@ -352,7 +352,7 @@ def test_distillation_teacher_student_finetune(encoder_dirs, relation_info, redo
     before = teacher_logits_of(stored[0], teacher.config.num_relations)
     retrained = copy.deepcopy(teacher)
     with torch.no_grad():
-        retrained.classifier.bias.add_(1.0)
+        retrained.head.classifier.bias.add_(1.0)
     with pytest.raises(ValueError, match="differ in teacher_fingerprint"):
         write_teacher_logits(retrained, distant_features, str(folder), batch_size=3, shard_size=3, progress=False)
     rebuilt = write_teacher_logits(retrained, distant_features, str(folder / ".." / "logits"), batch_size=3, shard_size=3,
@@ -410,7 +410,7 @@ def test_distillation_kl_option(encoder_dirs, relation_info, redocred_documents)
 
 
 def test_pair_bilinear_equals_nn_bilinear():
-    from hf_docre.modeling_docre import PairBilinear
+    from hf_docre.layers_docre import PairBilinear
 
     torch.manual_seed(0)
     ours = PairBilinear(6, 5, 4)

@@ -19,7 +19,7 @@ from hf_docre import (
     adaptive_thresholding_loss,
     plan_windows,
 )
-from hf_docre.modeling_docre import LAST_LAYER_ATTENTION
+from hf_docre.layers_docre import LAST_LAYER_ATTENTION
 from hf_docre.processing_docre import feature_pairs, num_feature_pairs
 
 
@@ -195,7 +195,7 @@ def test_loss_is_the_mean_atl_over_real_pairs_and_gradients_reach_encoder_and_he
         output.loss.backward()
         assert model.encoder.embeddings.word_embeddings.weight.grad.abs().sum() > 0
         assert model.encoder.encoder.layer[-1].attention.self.query.weight.grad.abs().sum() > 0
-        for module in (model.head_extractor, model.tail_extractor, model.bilinear):
+        for module in (model.head.head_extractor, model.head.tail_extractor, model.head.bilinear):
             assert module.weight.grad.abs().sum() > 0
     finally:
         model.eval()
@@ -284,7 +284,7 @@ def test_save_load_and_remote_code_give_identical_logits(model, redocred_documen
     assert "tokenizer.json" in files or "vocab.txt" in files
     assert not any(name.endswith((".bin", ".pt", ".pth", ".ckpt")) for name in files)
     config = json.loads((folder / "config.json").read_text())
-    assert config["auto_map"] == {"AutoConfig": "configuration_docre.DocREConfig", "AutoModel": "modeling_docre.DocREModel"}
+    assert config["auto_map"] == {"AutoConfig": "configuration_docre.DocREConfig", "AutoModel": "modeling_docre.DocREForRelationExtraction"}
 
     reloaded = DocREModel.from_pretrained(folder).eval()
     assert reloaded.tokenizer is not None
@@ -320,7 +320,7 @@ def test_save_load_and_remote_code_give_identical_logits(model, redocred_documen
     env = {**os.environ, "HF_MODULES_CACHE": str(tmp_path / "modules"), "HF_HUB_OFFLINE": "1"}
     result = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "REMOTE-OK DocREModel" in result.stdout
+    assert "REMOTE-OK DocREForRelationExtraction" in result.stdout
     assert "instantiate a model of type" not in result.stderr  # the tokenizer is loaded with the model's config
 
 
@@ -332,7 +332,7 @@ def test_bf16_autocast_and_bf16_weights(encoder_dirs, relations, redocred_docume
         output = model(**batch)
     assert torch.isfinite(output.loss)
     output.loss.backward()
-    assert model.bilinear.weight.grad.dtype == torch.float32 and torch.isfinite(model.bilinear.weight.grad).all()
+    assert model.head.bilinear.weight.grad.dtype == torch.float32 and torch.isfinite(model.head.bilinear.weight.grad).all()
     model.zero_grad()
     model = model.to(torch.bfloat16)
     output = model(**batch)

@@ -124,7 +124,7 @@ def test_remote_code_pipeline_for_other_methods(encoder_dirs, relation_info, tmp
     model = DocREModel.from_encoder(encoder_dirs["bert"], relations=list(relation_info), method=method, **head)
     if method == "two-step":
         with torch.no_grad():
-            model.existence_bilinear.bias.fill_(5.0)  # step 1 accepts every pair: step 2 then names relations
+            model.head.existence_bilinear.bias.fill_(5.0)  # step 1 accepts every pair: step 2 then names relations
     folder = tmp_path / method
     model.save_pretrained(folder)
     torch.set_num_threads(1)

@@ -149,7 +149,7 @@ def _model(encoder_dirs, relation_info, method):
                                     method=method, **head)
     if method == "two-step":
         with torch.no_grad():
-            model.existence_bilinear.bias.fill_(3.0)  # step 1 accepts pairs, so step 2 names relations
+            model.head.existence_bilinear.bias.fill_(3.0)  # step 1 accepts pairs, so step 2 names relations
     return model.eval()
 
 

@@ -29,7 +29,7 @@ def publish_dataset(dataset_dict, repo_id, card=None, private=False, token=None,
 
 def _default_card(dataset_dict, repo_id):
     """README.md from `hub_cards/dataset_card.md`: parquet layout for the Hub viewer and the split sizes."""
-    from ..model_card import TEMPLATES
+    from ..model_card import read_template
 
     configs = "\n".join(f"  - split: {split}\n    path: data/{split}.parquet" for split in dataset_dict)
     yaml = (
@@ -37,5 +37,5 @@ def _default_card(dataset_dict, repo_id):
         "task_categories:\n- text-classification\ntags:\n- document-level-relation-extraction\n- docred"
     )
     splits = "\n".join(f"| {split} | {len(dataset)} |" for split, dataset in dataset_dict.items())
-    template = (TEMPLATES / "dataset_card.md").read_text(encoding="utf-8")
+    template = read_template("dataset_card.md")
     return template.format(yaml=yaml, title=repo_id.split("/")[-1], splits_table=splits, repo_id=repo_id)

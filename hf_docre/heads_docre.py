@@ -1,0 +1,187 @@
+"""Pair heads: entity embeddings (+ a localized context) of the scored pairs -> relation logits.
+
+Every head follows one contract, [`PairHead`]: `forward(pairs: PairInputs) -> [N, R]` logits for the N pairs the
+model scores (column 0 = the NA/threshold class). A head says whether it reads a localized context
+(`uses_context`); the model computes the context only then. Heads are found by name in `PAIR_HEADS`;
+`register_pair_head` adds one, and `DocREConfig(pair_head=<name>)` selects it.
+
+| name | paper | what it is |
+| --- | --- | --- |
+| `bilinear` | Wang et al. 2019 | projection of each entity to `emb_size`, then a full bilinear layer |
+| `group_bilinear` | Zhou et al. 2021 (ATLOP) | head/tail extractors over [entity; context], group bilinear |
+| `axial` | Tan et al. 2022 (KD-DocRE) | ATLOP's group bilinear to `pair_hidden_size` features, axial attention over the entity-pair table, linear classifier |
+| `two_step` | Wang et al. 2019 | composite: step 1 (relation or not) with its own encoder, step 2 (which relations) the `bilinear` head |
+
+Loaded through ``trust_remote_code``: flat sibling, torch and transformers only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from torch import nn
+
+from .layers_docre import AxialPairAttention, GroupBilinear, PairBilinear
+
+
+@dataclass
+class PairInputs:
+    """What a pair head reads, for the N pairs the model scores.
+
+    Args:
+        entity_embeddings: [B, E, D] pooled entity embeddings (dropout applied).
+        pair_batch, heads, tails: [N] the document, head entity and tail entity of each scored pair.
+        context: [N, D] the pairs' localized context (dropout applied), or None when the head does not use one.
+        encode_entities: `encode_entities(encoder) -> [B, E, D]` runs another encoder over the same inputs and pools
+            its entities (a composite head with an encoder of its own uses it).
+    """
+
+    entity_embeddings: torch.Tensor
+    pair_batch: torch.Tensor
+    heads: torch.Tensor
+    tails: torch.Tensor
+    context: torch.Tensor | None = None
+    encode_entities: Callable[[nn.Module], torch.Tensor] | None = None
+
+    def head_and_tail(self, entities: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """[N, D] head and tail rows of `entities` ([B, E, D], default `entity_embeddings`)."""
+        entities = self.entity_embeddings if entities is None else entities
+        return entities[self.pair_batch, self.heads], entities[self.pair_batch, self.tails]
+
+
+class PairHead(nn.Module):
+    """Base class of the pair heads. Subclasses build their layers from a `DocREConfig` and implement `forward`.
+
+    Args:
+        config: the model's `DocREConfig`.
+        new_encoder: `new_encoder()` builds an encoder like the model's (for heads that own one).
+    """
+
+    uses_context = False  # whether `forward` reads `pairs.context` (localized context pooling)
+
+    def __init__(self, config, new_encoder: Callable[[], nn.Module] | None = None):
+        super().__init__()
+        self.config = config
+
+    def forward(self, pairs: PairInputs) -> torch.Tensor:  # pragma: no cover - abstract
+        """[N, R] relation logits of the scored pairs."""
+        raise NotImplementedError
+
+    def encoders(self) -> list[nn.Module]:
+        """Encoders the head owns (their parameters train at the encoder's learning rate)."""
+        return []
+
+
+class BilinearPairHead(PairHead):
+    """Wang et al. 2019: a linear projection of each entity to `emb_size`, then a full bilinear layer over
+    (head, tail) to R logits."""
+
+    def __init__(self, config, new_encoder=None):
+        super().__init__(config, new_encoder)
+        hidden = config.encoder.hidden_size
+        self.projection = nn.Linear(hidden, config.emb_size)
+        self.bilinear = PairBilinear(config.emb_size, config.emb_size, config.num_relations)
+
+    def forward(self, pairs):
+        projected = self.projection(pairs.entity_embeddings)  # [B, E, emb_size]: once per entity, not per pair
+        return self.bilinear(*pairs.head_and_tail(projected))
+
+
+class GroupBilinearPairHead(PairHead):
+    """ATLOP (Zhou et al. 2021, Eq. 5-6): z_s = tanh(W_s [e_s; c] + b_s), z_o likewise, then a group bilinear
+    to `num_outputs` features (R logits, or the pair representation of a head built on it)."""
+
+    def __init__(self, config, new_encoder=None, num_outputs: int | None = None):
+        super().__init__(config, new_encoder)
+        hidden = config.encoder.hidden_size
+        context = hidden if config.use_context_pooling else 0
+        self.head_extractor = nn.Linear(hidden + context, config.emb_size)
+        self.tail_extractor = nn.Linear(hidden + context, config.emb_size)
+        self.bilinear = GroupBilinear(config.emb_size, config.block_size, num_outputs or config.num_relations)
+
+    @property
+    def uses_context(self):
+        return bool(self.config.use_context_pooling)
+
+    def forward(self, pairs):
+        # W [e; c] = W_entity e + W_context c: the entity half is computed once per entity, not once per pair.
+        hidden = pairs.entity_embeddings.shape[-1]
+        entities = pairs.entity_embeddings
+        head_entity = nn.functional.linear(entities, self.head_extractor.weight[:, :hidden])[pairs.pair_batch, pairs.heads]
+        tail_entity = nn.functional.linear(entities, self.tail_extractor.weight[:, :hidden])[pairs.pair_batch, pairs.tails]
+        head_repr = head_entity + self.head_extractor.bias
+        tail_repr = tail_entity + self.tail_extractor.bias
+        if self.uses_context:
+            head_repr = head_repr + nn.functional.linear(pairs.context, self.head_extractor.weight[:, hidden:])
+            tail_repr = tail_repr + nn.functional.linear(pairs.context, self.tail_extractor.weight[:, hidden:])
+        return self.bilinear(torch.tanh(head_repr), torch.tanh(tail_repr))
+
+
+class AxialPairHead(GroupBilinearPairHead):
+    """KD-DocRE (Tan et al. 2022, Eq. 7-8): ATLOP's group bilinear gives a pair representation g of
+    `pair_hidden_size` features, axial attention refines it over the entity-pair table, a linear layer classifies."""
+
+    def __init__(self, config, new_encoder=None):
+        pair_hidden = config.pair_hidden_size or config.encoder.hidden_size
+        super().__init__(config, new_encoder, num_outputs=pair_hidden)
+        self.axial_attention = AxialPairAttention(pair_hidden)
+        self.classifier = nn.Linear(pair_hidden, config.num_relations)
+
+    def forward(self, pairs):
+        pair_repr = super().forward(pairs)  # [N, pair_hidden]
+        batch_size, num_entities = pairs.entity_embeddings.shape[:2]
+        pair_repr = self.axial_attention(pair_repr, pairs.pair_batch, pairs.heads, pairs.tails, batch_size, num_entities)
+        return self.classifier(pair_repr)
+
+
+class TwoStepPairHead(BilinearPairHead):
+    """Wang et al. 2019, two-step, as one composite head: step 2 (which relations) is the inherited bilinear head on
+    the model's encoder; step 1 (relation or not) is another bilinear head on an encoder of its own (the paper trains
+    two models), or on the model's encoder with `two_step_shared_encoder=True`. Column 0 of the logits is step 1's
+    no-relation logit; the loss and decoding read it (`decoding="two_step"`)."""
+
+    def __init__(self, config, new_encoder=None):
+        super().__init__(config, new_encoder)
+        hidden = config.encoder.hidden_size
+        self.existence_encoder = None if config.two_step_shared_encoder else new_encoder()
+        self.existence_projection = nn.Linear(hidden, config.emb_size)
+        self.existence_bilinear = PairBilinear(config.emb_size, config.emb_size, 1)
+
+    def encoders(self):
+        return [self.existence_encoder] if self.existence_encoder is not None else []
+
+    def forward(self, pairs):
+        relation_logits = super().forward(pairs)  # [N, R]; column 0 is replaced
+        entities = pairs.entity_embeddings
+        if self.existence_encoder is not None:
+            entities = pairs.encode_entities(self.existence_encoder)
+        exists = self.existence_bilinear(*pairs.head_and_tail(self.existence_projection(entities)))  # [N, 1]
+        return torch.cat([-exists, relation_logits[:, 1:]], dim=-1)
+
+
+PAIR_HEADS: dict[str, type[PairHead]] = {
+    "bilinear": BilinearPairHead,
+    "group_bilinear": GroupBilinearPairHead,
+    "axial": AxialPairHead,
+    "two_step": TwoStepPairHead,
+}
+
+
+def register_pair_head(name: str, head_class: type[PairHead], exist_ok: bool = False) -> None:
+    """Make `DocREConfig(pair_head=name)` build `head_class`. Saved models need the class importable at load time
+    (for remote code, define it in `heads_docre.py`)."""
+    if not (isinstance(head_class, type) and issubclass(head_class, PairHead)):
+        raise TypeError(f"register_pair_head: {head_class!r} is not a PairHead subclass")
+    if name in PAIR_HEADS and not exist_ok:
+        raise ValueError(f"register_pair_head: {name!r} is already registered (pass exist_ok=True to replace it)")
+    PAIR_HEADS[name] = head_class
+
+
+def build_pair_head(config, new_encoder: Callable[[], nn.Module]) -> PairHead:
+    """The head `config.head_type` names."""
+    name = config.head_type
+    if name not in PAIR_HEADS:
+        raise ValueError(f"DocREConfig: unknown pair head {name!r}; registered heads: {sorted(PAIR_HEADS)}")
+    return PAIR_HEADS[name](config, new_encoder)

@@ -1,0 +1,144 @@
+"""The published DocRE methods: one entry per method with its config preset, paper, citation, card text and
+training recipe. `DocREConfig(method=...)`, the model card, `examples/run_docre.py` and the README read it.
+
+Loaded through ``trust_remote_code`` (flat sibling, standard library only).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+WANG_2019 = "Wang et al. 2019, Fine-tune Bert for DocRED with Two-step Process"
+WANG_2019_BIBTEX = (
+    "@article{wang2019finetune,\n  title={Fine-tune Bert for DocRED with Two-step Process},\n"
+    "  author={Wang, Hong and Focke, Christfried and Sylvester, Rob and Mishra, Nilesh and Wang, William},\n"
+    "  journal={arXiv preprint arXiv:1909.11898},\n  year={2019}\n}"
+)
+
+
+@dataclass(frozen=True)
+class DocREMethod:
+    """A published method.
+
+    Args:
+        name: the `method=` value.
+        display_name: how cards and tables name it.
+        paper: authors, year and title.
+        citation: BibTeX.
+        description: what the model is, for its card.
+        preset: `DocREConfig` options the method sets (options given explicitly win).
+        recipe: the paper's training recipe as `TrainingArguments` values (plus `head_learning_rate`), the defaults
+            of `run_docre.py --method <name>` unless given on the command line.
+        recipe_source: where the recipe comes from.
+    """
+
+    name: str
+    display_name: str
+    paper: str
+    citation: str
+    description: str
+    preset: dict = field(default_factory=dict)
+    recipe: dict = field(default_factory=dict)
+    recipe_source: str = ""
+
+
+ATLOP_RECIPE = {
+    "learning_rate": 5e-5, "head_learning_rate": 1e-4, "per_device_train_batch_size": 4, "num_train_epochs": 30,
+    "warmup_ratio": 0.06, "adam_epsilon": 1e-6, "max_grad_norm": 1.0, "lr_scheduler_type": "linear",
+}
+
+METHODS: dict[str, DocREMethod] = {}
+
+
+def register_method(method: DocREMethod, exist_ok: bool = False) -> None:
+    """Add a method to the registry (`DocREConfig(method=method.name)` then applies its preset)."""
+    if method.name in METHODS and not exist_ok:
+        raise ValueError(f"register_method: {method.name!r} is already registered")
+    METHODS[method.name] = method
+
+
+register_method(DocREMethod(
+    name="atlop",
+    display_name="ATLOP",
+    paper="Zhou et al. 2021, Document-Level Relation Extraction with Adaptive Thresholding and Localized Context Pooling",
+    citation=(
+        "@inproceedings{zhou2021atlop,\n  title={Document-Level Relation Extraction with Adaptive Thresholding and "
+        "Localized Context Pooling},\n  author={Zhou, Wenxuan and Huang, Kevin and Ma, Tengyu and Huang, Jing},\n"
+        "  booktitle={Proceedings of AAAI},\n  year={2021}\n}"
+    ),
+    description=(
+        "Entities are logsumexp-pooled embeddings of `*` markers around their mentions; each pair adds a context "
+        "vector pooled with the product of the two entities' attention (localized context pooling), a group bilinear "
+        "layer scores the relations, and an adaptive-thresholding loss learns a per-pair threshold class."
+    ),
+    preset={},  # the DocREConfig defaults are ATLOP's
+    recipe=ATLOP_RECIPE,
+    recipe_source="ATLOP paper Table 2 (DocRED, BERT-base) and Sec. 4.1; Adam epsilon 1e-6 from the authors' code",
+))
+
+register_method(DocREMethod(
+    name="bert-baseline",
+    display_name="BERT baseline",
+    paper=WANG_2019,
+    citation=WANG_2019_BIBTEX,
+    description=(
+        "The encoder reads the whole document; an entity is the mean of its mentions' tokens, projected to a low "
+        "dimension; a bilinear layer scores every relation of a pair with binary cross-entropy, decoded with a "
+        "global threshold tuned on dev data."
+    ),
+    preset={
+        "entity_marker": None, "mention_representation": "span", "mention_pooling": "mean",
+        "use_context_pooling": False, "pair_head": "bilinear", "emb_size": 128, "loss": "bce",
+        "max_relations_per_pair": 0,
+    },
+    recipe={"learning_rate": 1e-5, "head_learning_rate": 1e-5},
+    recipe_source="Wang et al. 2019 Sec. 3.2 (learning rate 1e-5; batch size and epochs not given)",
+))
+
+register_method(DocREMethod(
+    name="two-step",
+    display_name="BERT two-step",
+    paper=WANG_2019,
+    citation=WANG_2019_BIBTEX,
+    description=(
+        "Two models in one checkpoint: step 1 decides whether a pair has any relation (trained on all pairs, with "
+        "no-relation pairs sub-sampled 3:1 in each batch); step 2 names the relations of the pairs step 1 accepts "
+        "(trained on related pairs only). Each step is the BERT baseline's architecture."
+    ),
+    preset={
+        "entity_marker": None, "mention_representation": "span", "mention_pooling": "mean",
+        "use_context_pooling": False, "pair_head": "bilinear", "emb_size": 128, "loss": "bce",
+        "max_relations_per_pair": 0, "two_step": True,
+    },
+    recipe={"learning_rate": 1e-5, "head_learning_rate": 1e-5},
+    recipe_source="Wang et al. 2019 Sec. 3.2 (learning rate 1e-5; batch size and epochs not given)",
+))
+
+register_method(DocREMethod(
+    name="kd-docre",
+    display_name="KD-DocRE",
+    paper="Tan et al. 2022, Document-Level Relation Extraction with Adaptive Focal Loss and Knowledge Distillation",
+    citation=(
+        "@inproceedings{tan2022kddocre,\n  title={Document-Level Relation Extraction with Adaptive Focal Loss and "
+        "Knowledge Distillation},\n  author={Tan, Qingyu and He, Ruidan and Bing, Lidong and Ng, Hwee Tou},\n"
+        "  booktitle={Findings of ACL},\n  year={2022}\n}"
+    ),
+    description=(
+        "ATLOP's entity and context representation, a group bilinear pair representation refined by axial attention "
+        "over the entity-pair table (row and column of each pair), a linear classifier, and the adaptive focal loss; "
+        "optionally pre-trained on distantly supervised data with a teacher's logits (knowledge distillation) and "
+        "fine-tuned on annotated data."
+    ),
+    preset={"axial_attention": True, "loss": "afl", "focal_gamma": 0.5},
+    # Training on annotated data follows ATLOP's recipe; the paper's distillation stage uses learning rate 1e-5 for
+    # 2 epochs and its fine-tuning stage 1e-6 for 10 epochs (pass them explicitly for those stages).
+    recipe=ATLOP_RECIPE,
+    recipe_source="KD-DocRE Sec. 4.1 (built on ATLOP's code: warm-up 6%, gradient norm 1.0); ATLOP Table 2",
+))
+
+
+def method_preset(name: str) -> dict:
+    """The config options `method=name` sets; a clear error for an unknown name."""
+    if name not in METHODS:
+        raise ValueError(f"DocREConfig: `method` must be one of {tuple(METHODS)}, got {name!r}.")
+    return METHODS[name].preset
