@@ -7,8 +7,9 @@ A new model from any encoder:
         --dataset_config redocred --do_train --do_eval --do_predict --output_dir atlop-roberta \\
         --num_train_epochs 30 --per_device_train_batch_size 4 --learning_rate 5e-5 --head_learning_rate 1e-4
 
-Other methods: `--method bert-baseline | two-step | kd-docre` (options such as `--loss` or `--focal_gamma` override
-the method's preset). Knowledge distillation (KD-DocRE): train a teacher, then train the student on distantly
+Other methods: `--method bert-baseline | two-step | kd-docre`; any config option with `--config_overrides
+"loss=afl,focal_gamma=0.3"`. Training options not given take the method's published recipe (`--training_recipe none`
+for the Trainer's defaults). Knowledge distillation (KD-DocRE): train a teacher, then train the student on distantly
 supervised data with `--teacher_model_name_or_path teacher --train_split train_distant` (the teacher's logits are
 stored under `--teacher_logits_dir`, resumably), then fine-tune it on the annotated data with
 `--model_name_or_path student`.
@@ -21,6 +22,7 @@ Writes to `--output_dir`: the model (safetensors, config, tokenizer, code, pipel
 `predict_results.json` (when the test split has labels), and the leaderboard submission `result.json` / `result.zip`.
 """
 
+import inspect
 import json
 import logging
 import os
@@ -31,11 +33,11 @@ import transformers
 from transformers import HfArgumentParser, Trainer, TrainingArguments, set_seed
 from transformers.trainer_utils import get_last_checkpoint
 
-from hf_docre import DocREDataCollator, DocREFeaturizer, DocREModel
+from hf_docre import METHODS, DocREConfig, DocREDataCollator, DocREFeaturizer, DocREModel
 from hf_docre.data import joined_training_documents, load_docred, write_submission
 from hf_docre.model_card import DocREModelCardCallback, DocREModelCardData, push_to_hub, save_with_card
 from hf_docre.distillation import write_teacher_logits
-from hf_docre.training import DocRELoss, DocREMetrics, optimizer_cls_and_kwargs, predictions_to_official, tune_threshold
+from hf_docre.training import DocREMetrics, optimizer_cls_and_kwargs, predictions_to_official, tune_threshold
 
 logger = logging.getLogger(__name__)
 
@@ -44,48 +46,45 @@ logger = logging.getLogger(__name__)
 class ModelArguments:
     model_name_or_path: str = field(metadata={"help": "An encoder (Hub id or folder) for a new model, or a saved DocRE model."})
     relations_file: str | None = field(default=None, metadata={"help": "rel_info.json-style {code: name} map (new models)."})
+    method: str | None = field(default=None, metadata={"help": f"A published method ({', '.join(METHODS)}); default atlop for a new "
+                                                              "model, the saved model's own otherwise. Sets the config preset and, "
+                                                              "unless --training_recipe none, the paper's training recipe."})
+    config_overrides: str | None = field(default=None, metadata={"help": "Any DocREConfig option as comma-separated key=value pairs, "
+                                                                         "e.g. 'loss=afl,focal_gamma=0.3,window_stride=128' (values read "
+                                                                         "as JSON: numbers, true/false, null; anything else is a string)."})
+    training_recipe: str = field(default="paper", metadata={"help": "paper: training options not given on the command line take the "
+                                                                    "method's published values (see hf_docre.METHODS[...].recipe); none: "
+                                                                    "the Trainer's defaults."})
     head_learning_rate: float = field(default=1e-4, metadata={"help": "Learning rate of the head; --learning_rate is the encoder's."})
-    method: str = field(default="atlop", metadata={"help": "atlop, bert-baseline, two-step or kd-docre (new models). The options "
-                                                            "below override the method's preset when given."})
-    loss: str | None = field(default=None, metadata={"help": "atl (adaptive thresholding), bce or afl (adaptive focal)."})
-    mention_pooling: str | None = field(default=None)
-    use_context_pooling: bool | None = field(default=None)
-    emb_size: int | None = field(default=None)
-    block_size: int | None = field(default=None)
-    max_relations_per_pair: int | None = field(default=None)
-    window_stride: int | None = field(default=None)
-    focal_gamma: float | None = field(default=None, metadata={"help": "Adaptive focal loss gamma (paper 0.5)."})
-    focal_positive_weight: str | None = field(default=None, metadata={"help": "paper ((1-P)^gamma) or released_code (1 + (1-P)^gamma)."})
-    negative_sampling_ratio: float | None = field(default=None, metadata={"help": "Two-step: NA pairs per related pair in step 1 (3)."})
-    two_step_shared_encoder: bool | None = field(default=None)
-    distillation_loss: str | None = field(default=None, metadata={"help": "mse (paper) or kl."})
     tune_threshold: bool = field(default=True, metadata={"help": "BCE and two-step heads: after training, set the global threshold "
                                                                  "that maximises F1 on the evaluation data (as the papers do on dev)."})
     teacher_model_name_or_path: str | None = field(default=None, metadata={"help": "Knowledge distillation (KD-DocRE): a trained "
                                                                                    "teacher whose logits on the training data the student learns from."})
     teacher_logits_dir: str | None = field(default=None, metadata={"help": "Where the teacher's logits are stored (resumable); "
                                                                            "default: <output_dir>/teacher_logits."})
+    license: str | None = field(default=None, metadata={"help": "Licence of the trained model for its card (e.g. apache-2.0, mit); "
+                                                                "mind the encoder's and the data's licences. Default: none written."})
 
 
 @dataclass
 class DataArguments:
     dataset_config: str = field(default="json", metadata={"help": "Builder config: docred, redocred, cdr, gda, json."})
-    train_file: str | None = field(default=None)
-    validation_file: str | None = field(default=None)
-    test_file: str | None = field(default=None)
+    train_file: str | None = field(default=None, metadata={"help": "DocRED-format training documents (JSON list or JSON lines)."})
+    validation_file: str | None = field(default=None, metadata={"help": "DocRED-format evaluation documents."})
+    test_file: str | None = field(default=None, metadata={"help": "DocRED-format test documents (with or without labels)."})
     train_split: str = field(default="train", metadata={"help": "docred: train_annotated; redocred: train."})
-    validation_split: str = field(default="dev")
-    test_split: str = field(default="test")
+    validation_split: str = field(default="dev", metadata={"help": "The split --do_eval scores."})
+    test_split: str = field(default="test", metadata={"help": "The split --do_predict predicts (and scores when it has labels)."})
     validation_holdout: int = field(default=0, metadata={"help": "Use the last N training documents as evaluation data."})
-    max_train_documents: int | None = field(default=None)
-    max_eval_documents: int | None = field(default=None)
-    max_predict_documents: int | None = field(default=None)
+    max_train_documents: int | None = field(default=None, metadata={"help": "Keep only the first N training documents."})
+    max_eval_documents: int | None = field(default=None, metadata={"help": "Keep only the first N evaluation documents."})
+    max_predict_documents: int | None = field(default=None, metadata={"help": "Keep only the first N test documents."})
     validation: str = field(default="strict", metadata={"help": "strict or lenient document validation."})
     dataset_name: str | None = field(default=None, metadata={"help": "Dataset name for the model card (default: the config)."})
     dataset_id: str | None = field(default=None, metadata={"help": "Hub dataset id for the model card metadata."})
     base_model_id: str | None = field(default=None, metadata={"help": "Hub id of the encoder for the model card, when "
                                                                      "--model_name_or_path is a local folder."})
-    cache_dir: str | None = field(default=None)
+    cache_dir: str | None = field(default=None, metadata={"help": "Where the datasets builder caches the prepared data."})
     joined_train_documents: int = field(default=0, metadata={"help": "Add this many training documents, each made of 2 to "
                                                                      "--join_max_documents random training documents joined (pairs across "
                                                                      "them are NA), so the model sees unrelated texts in one window (long documents)."})
@@ -107,19 +106,112 @@ def load_splits(data_args):
     return {split: docs[: limits.get(split)] if limits.get(split) else docs for split, docs in documents.items()}
 
 
+def parse_config_overrides(text):
+    """'loss=afl,focal_gamma=0.3' -> {"loss": "afl", "focal_gamma": 0.3}, every key a `DocREConfig` option."""
+    options = {}
+    valid = set(inspect.signature(DocREConfig.__init__).parameters) - {"self", "kwargs", "encoder", "relations"}
+    for item in filter(None, (part.strip() for part in (text or "").split(","))):
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ValueError(f"--config_overrides: {item!r} is not key=value")
+        if key not in valid:
+            raise ValueError(f"--config_overrides: unknown DocREConfig option {key!r}; options: {', '.join(sorted(valid))}")
+        try:
+            options[key] = json.loads(value)
+        except json.JSONDecodeError:
+            options[key] = {"True": True, "False": False, "None": None}.get(value.strip(), value.strip())
+    return options
+
+
+def is_saved_docre_model(path):
+    config_file = os.path.join(path, "config.json")
+    return os.path.isfile(config_file) and json.load(open(config_file)).get("model_type") == "docre"
+
+
 def build_model(model_args):
     path = model_args.model_name_or_path
-    config_file = os.path.join(path, "config.json")
-    if os.path.isfile(config_file) and json.load(open(config_file)).get("model_type") == "docre":
-        return DocREModel.from_pretrained(path)
+    overrides = parse_config_overrides(model_args.config_overrides)
+    if is_saved_docre_model(path):
+        return DocREModel.from_pretrained(path, **overrides)
     if not model_args.relations_file:
         raise ValueError("A new model needs --relations_file (a rel_info.json-style {code: name} map).")
     relations = json.load(open(model_args.relations_file))
-    names = ("loss", "mention_pooling", "use_context_pooling", "emb_size", "block_size", "max_relations_per_pair",
-             "window_stride", "focal_gamma", "focal_positive_weight", "negative_sampling_ratio", "two_step_shared_encoder",
-             "distillation_loss")
-    options = {name: getattr(model_args, name) for name in names if getattr(model_args, name) is not None}
-    return DocREModel.from_encoder(path, relations=relations, method=model_args.method, **options)
+    return DocREModel.from_encoder(path, relations=relations, method=model_args.method or "atlop", **overrides)
+
+
+def given_options(argv):
+    """Option names given on the command line (`--name value` or `--name=value`) or in a JSON arguments file."""
+    if len(argv) == 1 and argv[0].endswith(".json"):
+        return set(json.load(open(argv[0])))
+    return {arg[2:].split("=", 1)[0].replace("-", "_") for arg in argv if arg.startswith("--")}
+
+
+def apply_training_recipe(method, model_args, training_args, given):
+    """The method's published training recipe for every option not given. Returns the values applied."""
+    recipe = METHODS[method].recipe if method in METHODS else {}
+    applied = {}
+    for name, value in recipe.items():
+        if name in given:
+            continue
+        target = model_args if hasattr(model_args, name) else training_args
+        if getattr(target, name) != value:
+            setattr(target, name, value)
+            applied[name] = value
+    return applied
+
+
+def check_arguments(model_args, data_args, training_args):
+    """What can be checked before loading data or training: fail now, not after hours of training."""
+    if not (training_args.do_train or training_args.do_eval or training_args.do_predict):
+        raise ValueError("Nothing to do: pass --do_train, --do_eval and/or --do_predict.")
+    if model_args.method is not None and model_args.method not in METHODS:
+        raise ValueError(f"--method must be one of {', '.join(METHODS)}, got {model_args.method!r}")
+    if model_args.training_recipe not in ("paper", "none"):
+        raise ValueError(f"--training_recipe must be paper or none, got {model_args.training_recipe!r}")
+    parse_config_overrides(model_args.config_overrides)
+    path = model_args.model_name_or_path
+    if not is_saved_docre_model(path):
+        if not model_args.relations_file:
+            raise ValueError(f"{path} is not a saved DocRE model: a new model needs --relations_file (a rel_info.json-style map).")
+        if not os.path.isfile(model_args.relations_file):
+            raise ValueError(f"--relations_file {model_args.relations_file} does not exist")
+    for name in ("train_file", "validation_file", "test_file"):
+        value = getattr(data_args, name)
+        if value and not os.path.isfile(value):
+            raise ValueError(f"--{name} {value} does not exist")
+    if data_args.dataset_config == "json":
+        if training_args.do_train and not data_args.train_file:
+            raise ValueError("--do_train needs --train_file (or a --dataset_config with a training split).")
+        if training_args.do_eval and not (data_args.validation_file or data_args.validation_holdout):
+            raise ValueError("--do_eval needs --validation_file or --validation_holdout N.")
+        if training_args.do_predict and not data_args.test_file:
+            raise ValueError("--do_predict needs --test_file.")
+    if model_args.teacher_model_name_or_path and not training_args.do_train:
+        raise ValueError("--teacher_model_name_or_path distils while training: add --do_train.")
+    if training_args.push_to_hub:
+        if not training_args.do_train:
+            raise ValueError("--push_to_hub uploads the trained model: add --do_train.")
+        if not training_args.hub_model_id:
+            raise ValueError("--push_to_hub needs --hub_model_id org/name.")
+        from huggingface_hub import constants, whoami
+
+        if constants.HF_HUB_OFFLINE:
+            raise ValueError("--push_to_hub with HF_HUB_OFFLINE set: the upload would fail after training.")
+        try:
+            whoami(token=training_args.hub_token)
+        except Exception as error:  # noqa: BLE001 - any failure means the upload would fail too
+            raise ValueError(f"--push_to_hub: the Hub cannot be reached or you are not logged in ({error}).") from error
+
+
+def check_splits(documents, data_args, training_args):
+    """After loading: every split the run needs is there."""
+    needed = [(training_args.do_train, data_args.train_split, "--do_train"),
+              (training_args.do_eval, data_args.validation_split, "--do_eval"),
+              (training_args.do_predict, data_args.test_split, "--do_predict")]
+    for wanted, split, flag in needed:
+        if wanted and not documents.get(split):
+            raise ValueError(f"{flag}: no documents in split {split!r} (splits found: {', '.join(documents) or 'none'}).")
 
 
 def whole_run_loss(checkpoint, state, resumed_loss):
@@ -148,6 +240,7 @@ def main():
         model_args, data_args, training_args = parser.parse_json_file(os.path.abspath(sys.argv[1]))
     else:
         model_args, data_args, training_args = parser.parse_args_into_dataclasses()
+    check_arguments(model_args, data_args, training_args)
     logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", level=logging.INFO if training_args.should_log else logging.WARN)
     transformers.utils.logging.set_verbosity(training_args.get_process_log_level())
     training_args.label_names = ["labels"]
@@ -159,12 +252,17 @@ def main():
     set_seed(training_args.seed)
 
     documents = load_splits(data_args)
+    check_splits(documents, data_args, training_args)
     train_documents = documents.get(data_args.train_split)  # the annotated facts (Ign-F1), without joined copies
     if data_args.joined_train_documents and train_documents:
         joined = joined_training_documents(train_documents, data_args.joined_train_documents, data_args.join_max_documents, training_args.seed)
         documents[data_args.train_split] = train_documents + joined
         logger.info("Added %d joined training documents (2 to %d documents each)", len(joined), data_args.join_max_documents)
     model = build_model(model_args)
+    if training_args.do_train and model_args.training_recipe == "paper":
+        applied = apply_training_recipe(model.config.method, model_args, training_args, given_options(sys.argv[1:]))
+        if applied:
+            logger.info("Training recipe of %s (%s): %s", model.config.method, METHODS[model.config.method].recipe_source, applied)
     featurizer = DocREFeaturizer.from_model(model)
     features = {split: featurizer.featurize(docs) for split, docs in documents.items()}
     eval_split = data_args.validation_split
@@ -189,6 +287,8 @@ def main():
             data_args.dataset_config if data_args.dataset_config != "json"
             else ", ".join(os.path.basename(f) for f in (data_args.train_file, data_args.validation_file) if f)),
         eval_split=f"{data_args.validation_holdout} held-out training documents" if data_args.validation_holdout else eval_split,
+        test_split=data_args.test_split,
+        license=model_args.license,
     )
     trainer = Trainer(
         model=model,
@@ -196,8 +296,8 @@ def main():
         data_collator=DocREDataCollator.from_model(model),
         train_dataset=train_features if training_args.do_train else None,
         eval_dataset=features.get(eval_split) if training_args.do_eval else None,
-        compute_loss_func=DocRELoss.from_model(model),
-        optimizer_cls_and_kwargs=optimizer_cls_and_kwargs(model, training_args.learning_rate, model_args.head_learning_rate, training_args.weight_decay),
+        optimizer_cls_and_kwargs=optimizer_cls_and_kwargs(model, training_args.learning_rate, model_args.head_learning_rate,
+                                                          training_args.weight_decay, eps=training_args.adam_epsilon),
         compute_metrics=DocREMetrics(model, features[eval_split], documents[eval_split], train_documents) if eval_split in features else None,
         preprocess_logits_for_metrics=DocREMetrics.preprocess_logits(model),
         callbacks=[DocREModelCardCallback(card)],

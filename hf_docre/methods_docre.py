@@ -27,7 +27,7 @@ class DocREMethod:
         citation: BibTeX.
         description: what the model is, for its card.
         preset: `DocREConfig` options the method sets (options given explicitly win).
-        recipe: the paper's training recipe as `TrainingArguments` values (plus `head_learning_rate`), the defaults
+        recipe: the paper's training recipe as `TrainingArguments` values (plus `head_learning_rate`; `warmup_steps` below 1 is a ratio), the defaults
             of `run_docre.py --method <name>` unless given on the command line.
         recipe_source: where the recipe comes from.
     """
@@ -44,7 +44,7 @@ class DocREMethod:
 
 ATLOP_RECIPE = {
     "learning_rate": 5e-5, "head_learning_rate": 1e-4, "per_device_train_batch_size": 4, "num_train_epochs": 30,
-    "warmup_ratio": 0.06, "adam_epsilon": 1e-6, "max_grad_norm": 1.0, "lr_scheduler_type": "linear",
+    "warmup_steps": 0.06, "adam_epsilon": 1e-6, "max_grad_norm": 1.0, "lr_scheduler_type": "linear",
 }
 
 METHODS: dict[str, DocREMethod] = {}

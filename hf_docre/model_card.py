@@ -25,50 +25,10 @@ def read_template(name: str) -> str:
     except (ModuleNotFoundError, FileNotFoundError):
         return (Path(__file__).resolve().parents[1] / "hub_cards" / name).read_text(encoding="utf-8")
 
-WANG_2019 = (
-    "Wang et al. 2019, Fine-tune Bert for DocRED with Two-step Process",
-    "@article{wang2019finetune,\n  title={Fine-tune Bert for DocRED with Two-step Process},\n"
-    "  author={Wang, Hong and Focke, Christfried and Sylvester, Rob and Mishra, Nilesh and Wang, William},\n"
-    "  journal={arXiv preprint arXiv:1909.11898},\n  year={2019}\n}",
-)
+# What the card says about a method comes from the method registry (`methods_docre.METHODS`).
+from .methods_docre import METHODS  # noqa: E402
 
-# method -> (name, paper, what it is, citation)
-METHODS = {
-    "atlop": (
-        "ATLOP",
-        "Zhou et al. 2021, Document-Level Relation Extraction with Adaptive Thresholding and Localized Context Pooling",
-        "Entities are logsumexp-pooled embeddings of `*` markers around their mentions; each pair adds a context vector "
-        "pooled with the product of the two entities' attention (localized context pooling), a group bilinear layer "
-        "scores the relations, and an adaptive-thresholding loss learns a per-pair threshold class.",
-        "@inproceedings{zhou2021atlop,\n  title={Document-Level Relation Extraction with Adaptive Thresholding and "
-        "Localized Context Pooling},\n  author={Zhou, Wenxuan and Huang, Kevin and Ma, Tengyu and Huang, Jing},\n"
-        "  booktitle={Proceedings of AAAI},\n  year={2021}\n}",
-    ),
-    "bert-baseline": (
-        "BERT baseline", WANG_2019[0],
-        "The encoder reads the whole document; an entity is the mean of its mentions' tokens, projected to a low "
-        "dimension; a bilinear layer scores every relation of a pair with binary cross-entropy, decoded with a "
-        "global threshold tuned on dev data.",
-        WANG_2019[1],
-    ),
-    "two-step": (
-        "BERT two-step", WANG_2019[0],
-        "Two models in one checkpoint: step 1 decides whether a pair has any relation (trained on all pairs, with "
-        "no-relation pairs sub-sampled 3:1 in each batch); step 2 names the relations of the pairs step 1 accepts "
-        "(trained on related pairs only). Each step is the BERT baseline's architecture.",
-        WANG_2019[1],
-    ),
-    "kd-docre": (
-        "KD-DocRE", "Tan et al. 2022, Document-Level Relation Extraction with Adaptive Focal Loss and Knowledge Distillation",
-        "ATLOP's entity and context representation, a group bilinear pair representation refined by axial attention "
-        "over the entity-pair table (row and column of each pair), a linear classifier, and the adaptive focal loss; "
-        "optionally pre-trained on distantly supervised data with a teacher's logits (knowledge distillation) and "
-        "fine-tuned on annotated data.",
-        "@inproceedings{tan2022kddocre,\n  title={Document-Level Relation Extraction with Adaptive Focal Loss and "
-        "Knowledge Distillation},\n  author={Tan, Qingyu and He, Ruidan and Bing, Lidong and Ng, Hwee Tou},\n"
-        "  booktitle={Findings of ACL},\n  year={2022}\n}",
-    ),
-}
+_METRICS = (("f1", "F1"), ("ign_f1", "Ign-F1"), ("precision", "Precision"), ("recall", "Recall"))
 
 
 @dataclass
@@ -81,11 +41,14 @@ class DocREModelCardData:
     datasets: list = field(default_factory=list)
     dataset_name: str | None = None
     language: str = "en"
-    license: str = "mit"
+    # The licence of the trained model: yours to choose (mind the encoder's and the data's). None writes none.
+    license: str | None = None
     train_documents: int | None = None
     hyperparameters: dict = field(default_factory=dict)
-    eval_results: dict = field(default_factory=dict)  # {"f1": 0.44, "ign_f1": 0.43} as fractions
+    eval_results: dict = field(default_factory=dict)  # {"f1": 0.44, "ign_f1": 0.43} as fractions, on `eval_split`
     eval_split: str = "dev"
+    test_results: dict = field(default_factory=dict)  # the same on `test_split` (Trainer.predict with labels)
+    test_split: str = "test"
 
     def fill_from_model(self, model):
         if self.method is None:
@@ -120,10 +83,19 @@ class DocREModelCardCallback(TrainerCallback):
             self.card_data.fill_from_model(model)
 
     def on_evaluate(self, args, state, control, metrics=None, **kwargs):
-        for key in ("f1", "ign_f1", "precision", "recall"):
-            for prefix in ("eval_", ""):
-                if metrics and prefix + key in metrics:
-                    self.card_data.eval_results[key] = metrics[prefix + key]
+        self.card_data.eval_results.update(_scores(metrics, ("eval_", "")))
+
+    def on_predict(self, args, state, control, metrics=None, **kwargs):
+        self.card_data.test_results.update(_scores(metrics, ("predict_", "test_")))
+
+
+def _scores(metrics, prefixes):
+    found = {}
+    for key, _ in _METRICS:
+        for prefix in prefixes:
+            if metrics and prefix + key in metrics:
+                found[key] = metrics[prefix + key]
+    return found
 
 
 def _is_hub_id(name):
@@ -152,43 +124,53 @@ def _head_description(config):
     return head + f", windows of {config.effective_window_size} tokens"
 
 
+def _results(card):
+    """[(split name, scores)] for the splits that were scored."""
+    return [(split, scores) for split, scores in ((card.eval_split, card.eval_results), (card.test_split, card.test_results)) if scores]
+
+
 def _yaml(model, card):
-    lines = ["library_name: transformers", f"license: {card.license}", f"language:\n- {card.language}", "tags:",
-             "- document-level-relation-extraction", "- relation-extraction", f"- {card.method}", "- hf_docre"]
+    lines = ["library_name: transformers", "pipeline_tag: text-classification"]
+    if card.license:
+        lines.append(f"license: {card.license}")
+    lines += [f"language:\n- {card.language}", "tags:", "- document-level-relation-extraction", "- relation-extraction",
+              f"- {card.method}", "- hf_docre"]
     if card.base_model and _is_hub_id(card.base_model):
         lines.append(f"base_model: {card.base_model}")
     if card.datasets:
         lines.append("datasets:\n" + "\n".join(f"- {d}" for d in card.datasets))
-    if card.eval_results:
+    results = _results(card)
+    if results:
         dataset = card.dataset_name or (card.datasets[0] if card.datasets else "DocRED-format data")
-        metrics = "\n".join(
-            f"      - type: {key}\n        value: {100 * card.eval_results[key]:.2f}\n        name: {label}"
-            for key, label in (("f1", "F1"), ("ign_f1", "Ign-F1"))
-            if key in card.eval_results
-        )
-        lines.append(
-            "model-index:\n"
-            f"- name: {card.repo_id.split('/')[-1]}\n"
-            "  results:\n"
-            "  - task:\n      type: relation-extraction\n      name: Document-level relation extraction\n"
-            f"    dataset:\n      type: {card.datasets[0] if card.datasets else 'docred'}\n      name: {dataset}\n"
-            f"      split: {card.eval_split}\n"
-            f"    metrics:\n{metrics}"
-        )
+        entries = []
+        for split, scores in results:
+            metrics = "\n".join(
+                f"      - type: {key}\n        value: {100 * scores[key]:.2f}\n        name: {label}"
+                for key, label in _METRICS[:2] if key in scores
+            )
+            entries.append(
+                "  - task:\n      type: relation-extraction\n      name: Document-level relation extraction\n"
+                f"    dataset:\n      type: {card.datasets[0] if card.datasets else 'docred'}\n      name: {dataset}\n"
+                f"      split: {split}\n"
+                f"    metrics:\n{metrics}"
+            )
+        lines.append(f"model-index:\n- name: {card.repo_id.split('/')[-1]}\n  results:\n" + "\n".join(entries))
     return "\n".join(lines)
 
 
 def render_model_card(model, card):
     """The README.md text of a model, from `hub_cards/model_card.md`."""
     card.fill_from_model(model)
-    name, paper, description, citation = METHODS.get(card.method, (card.method, "", "", ""))
+    method = METHODS.get(card.method)
+    name, paper, description, citation = (
+        (method.display_name, method.paper, method.description, method.citation) if method else (card.method, "", "", "")
+    )
     config = model.config
-    if card.eval_results:
-        rows = "\n".join(f"| {label} | {100 * card.eval_results[key]:.2f} |" for key, label in
-                         (("f1", "F1"), ("ign_f1", "Ign-F1"), ("precision", "Precision"), ("recall", "Recall")) if key in card.eval_results)
-        results = f"On {card.dataset_name or 'the evaluation data'} ({card.eval_split}):\n\n| metric | value |\n| --- | --- |\n{rows}"
-    else:
-        results = "Not evaluated yet."
+    tables = []
+    for split, scores in _results(card):
+        rows = "\n".join(f"| {label} | {100 * scores[key]:.2f} |" for key, label in _METRICS if key in scores)
+        tables.append(f"On {card.dataset_name or 'the evaluation data'} ({split}):\n\n| metric | value |\n| --- | --- |\n{rows}")
+    results = "\n\n".join(tables) or "Not evaluated: the training run scored no evaluation or test data."
     head = _head_description(config)
     hyper = ", ".join(f"{k} {v}" for k, v in card.hyperparameters.items() if v is not None) or "not recorded"
     template = read_template("model_card.md")
@@ -200,6 +182,8 @@ def render_model_card(model, card):
         datasets_text=", ".join(card.datasets) or card.dataset_name or "DocRED-format documents",
         train_documents=card.train_documents if card.train_documents is not None else "unknown",
         hyperparameters=hyper, head=head, citation=citation,
+        window=config.effective_window_size,
+        license_text=f"`{card.license}`" if card.license else "not set by the trainer (ask before reuse; mind the encoder's and the training data's licences)",
     )
 
 

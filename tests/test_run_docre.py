@@ -27,7 +27,7 @@ def arguments(encoder_dirs, files, output_dir, steps):
     return [
         "--model_name_or_path", encoder_dirs["bert"], "--relations_file", str(REL_INFO),
         "--train_file", str(files / "train.json"), "--test_file", str(files / "test.json"), "--validation_holdout", "2",
-        "--emb_size", "64", "--block_size", "16", "--do_train", "--do_eval", "--do_predict",
+        "--config_overrides", "emb_size=64,block_size=16", "--do_train", "--do_eval", "--do_predict",
         "--output_dir", str(output_dir), "--max_steps", str(steps), "--per_device_train_batch_size", "1",
         "--use_cpu", "--report_to", "none", "--save_strategy", "no", "--cache_dir", str(output_dir / "cache"),
     ]
@@ -124,3 +124,72 @@ def test_rerun_resumes_from_the_last_checkpoint(encoder_dirs, files, tmp_path):
     losses = [e["loss"] for e in state["log_history"] if "loss" in e]
     resumed = json.loads((output_dir / "train_results.json").read_text())["train_loss"]
     assert resumed == pytest.approx(sum(losses) / 6, rel=1e-3)
+
+
+def _run(args, env=None, timeout=600):
+    return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **(env or {})})
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda a: [x for x in a if x not in ("--do_train", "--do_eval", "--do_predict")], "Nothing to do"),
+    (lambda a: _drop(a, "--validation_holdout", 1), "--do_eval needs --validation_file"),
+    (lambda a: _drop(a, "--test_file", 1), "--do_predict needs --test_file"),
+    (lambda a: a + ["--push_to_hub"], "--push_to_hub needs --hub_model_id"),
+    (lambda a: a + ["--push_to_hub", "--hub_model_id", "org/x"], "HF_HUB_OFFLINE"),
+    (lambda a: a + ["--config_overrides", "emb_sise=64"], "unknown DocREConfig option 'emb_sise'"),
+    (lambda a: a + ["--method", "atlpo"], "--method must be one of"),
+    (lambda a: _drop(a, "--relations_file", 1), "needs --relations_file"),
+])
+def test_run_docre_fails_before_loading_anything(encoder_dirs, files, tmp_path, change, message):
+    output_dir = tmp_path / "out"
+    result = _run(change(arguments(encoder_dirs, files, output_dir, 1)), env={"HF_HUB_OFFLINE": "1"}, timeout=120)
+    assert result.returncode != 0 and message in result.stderr, result.stderr[-2000:]
+    assert "Loading weights" not in result.stderr and not (output_dir / "cache").exists()  # nothing loaded, no data prepared
+
+
+def _drop(args, flag, values):
+    i = args.index(flag)
+    return args[:i] + args[i + 1 + values:]
+
+
+def test_config_overrides_parse_json_values_and_reject_unknown_keys():
+    sys.path.insert(0, str(SCRIPT.parent))
+    from run_docre import parse_config_overrides
+
+    assert parse_config_overrides("loss=afl, focal_gamma=0.3,two_step_shared_encoder=true,window_size=null") == {
+        "loss": "afl", "focal_gamma": 0.3, "two_step_shared_encoder": True, "window_size": None}
+    with pytest.raises(ValueError, match="not key=value"):
+        parse_config_overrides("loss")
+
+
+def test_training_recipe_fills_only_options_not_given():
+    sys.path.insert(0, str(SCRIPT.parent))
+    from run_docre import ModelArguments, apply_training_recipe, given_options
+    from transformers import TrainingArguments
+
+    from hf_docre import METHODS
+
+    argv = ["--learning_rate", "3e-5", "--num_train_epochs=2", "--output_dir", "x"]
+    model_args = ModelArguments(model_name_or_path="x")
+    training_args = TrainingArguments(output_dir="x", learning_rate=3e-5, num_train_epochs=2, report_to="none")
+    applied = apply_training_recipe("atlop", model_args, training_args, given_options(argv))
+    recipe = METHODS["atlop"].recipe
+    assert training_args.learning_rate == 3e-5 and training_args.num_train_epochs == 2  # given: kept
+    assert training_args.adam_epsilon == recipe["adam_epsilon"] == 1e-6 and training_args.warmup_steps == 0.06
+    assert training_args.per_device_train_batch_size == 4 and model_args.head_learning_rate == recipe["head_learning_rate"]
+    assert "learning_rate" not in applied and applied["adam_epsilon"] == 1e-6
+
+
+@pytest.mark.slow
+def test_card_carries_evaluation_and_test_scores_licence_and_limitations(encoder_dirs, files, tmp_path):
+    output_dir = tmp_path / "out"
+    result = _run(arguments(encoder_dirs, files, output_dir, 1) + ["--license", "apache-2.0"])
+    assert result.returncode == 0, result.stderr[-3000:]
+    card = (output_dir / "README.md").read_text()
+    evaluation = json.loads((output_dir / "eval_results.json").read_text())
+    predicted = json.loads((output_dir / "predict_results.json").read_text())
+    assert "Not evaluated" not in card and "license: apache-2.0" in card and "pipeline_tag: text-classification" in card
+    assert f"value: {100 * evaluation['eval_f1']:.2f}" in card and f"value: {100 * predicted['predict_f1']:.2f}" in card
+    assert "split: test" in card and "## Limitations" in card
+    assert "Training recipe of atlop" in result.stderr
