@@ -33,6 +33,19 @@ _DEFAULTS = dict(
 METHOD_PRESETS = {name: method.preset for name, method in METHODS.items()}
 
 
+def _pipeline_installed(custom_pipelines):
+    """Whether every task in a saved `custom_pipelines` is served by the installed hf_docre's registered pipeline."""
+    try:
+        from transformers.pipelines import PIPELINE_REGISTRY
+    except ImportError:  # pragma: no cover
+        return False
+    for task in custom_pipelines:
+        registered = PIPELINE_REGISTRY.supported_tasks.get(task)
+        if registered is None or not registered["impl"].__module__.startswith("hf_docre."):
+            return False
+    return True
+
+
 class DocREConfig(PretrainedConfig):
     r"""Configuration of a DocRE model: a nested encoder config plus the relation-classification head.
 
@@ -132,6 +145,10 @@ class DocREConfig(PretrainedConfig):
         distant_pairs="no_relation",
         **kwargs,
     ):
+        if kwargs.get("custom_pipelines") and _pipeline_installed(kwargs["custom_pipelines"]):
+            # Saved folders name their pipeline for remote code; where hf_docre is installed its own registered
+            # pipeline serves the task, and keeping the entry would make pipeline() demand trust_remote_code.
+            kwargs.pop("custom_pipelines")
         # Options left unset take the method's preset value, else the ATLOP default. (A saved config passes every
         # option explicitly, so loading never changes one.)
         preset = method_preset(method)

@@ -109,6 +109,10 @@ def test_remote_code_pipeline_from_a_saved_folder(model, pipe, tmp_path):
     assert not hasattr(model.config, "custom_pipelines")
     reloaded = pipeline("doc-relation-extraction", model=DocREModel.from_pretrained(folder), max_relations_per_pair=2)
     assert type(reloaded).__module__ == "hf_docre.pipeline_docre"
+    # A folder path works too, without trust_remote_code.
+    by_path = pipeline("doc-relation-extraction", model=str(folder))
+    assert type(by_path).__module__ == "hf_docre.pipeline_docre"
+    assert not hasattr(by_path.model.config, "custom_pipelines")
     torch.set_num_threads(1)
     expected = pipe({"text": TEXT, "entities": ENTITIES})
     assert [x["relation_id"] for x in reloaded({"text": TEXT, "entities": ENTITIES})] == [x["relation_id"] for x in expected]
