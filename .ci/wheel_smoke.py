@@ -23,8 +23,9 @@ def main():
     repo, data, work = Path(args.repo).resolve(), Path(args.data).resolve(), Path(args.workdir).resolve()
     os.chdir(work)  # not the repository: `import hf_docre` must find the installed package
 
-    import hf_docre
     from transformers import BertConfig, BertModel, BertTokenizer, pipeline
+
+    import hf_docre
 
     location = Path(hf_docre.__file__).resolve()
     assert "site-packages" in location.parts and repo not in location.parents, f"hf_docre imported from {location}"

@@ -187,7 +187,8 @@ def probe(args):
             step(batch)
         synchronize(args.device)
         seconds = time.perf_counter() - start
-    print(json.dumps({"peak": _memory_bytes(args.device, peak=True), "baseline": baseline, "seconds": seconds, "docs": sum(len(b["input_ids"]) for b in batches)}))
+    documents = sum(len(b["input_ids"]) for b in batches)
+    print(json.dumps({"peak": _memory_bytes(args.device, peak=True), "baseline": baseline, "seconds": seconds, "docs": documents}))
 
 
 def run_probe(args, **options):

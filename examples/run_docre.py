@@ -35,8 +35,8 @@ from transformers.trainer_utils import get_last_checkpoint
 
 from hf_docre import METHODS, DocREConfig, DocREDataCollator, DocREFeaturizer, DocREModel
 from hf_docre.data import joined_training_documents, load_docred, write_submission
-from hf_docre.model_card import DocREModelCardCallback, DocREModelCardData, push_to_hub, save_with_card
 from hf_docre.distillation import write_teacher_logits
+from hf_docre.model_card import DocREModelCardCallback, DocREModelCardData, push_to_hub, save_with_card
 from hf_docre.training import DocREMetrics, optimizer_cls_and_kwargs, predictions_to_official, tune_threshold
 
 logger = logging.getLogger(__name__)
@@ -93,7 +93,11 @@ class DataArguments:
 
 def load_splits(data_args):
     files = {}
-    for split, path in ((data_args.train_split, data_args.train_file), (data_args.validation_split, data_args.validation_file), (data_args.test_split, data_args.test_file)):
+    for split, path in (
+        (data_args.train_split, data_args.train_file),
+        (data_args.validation_split, data_args.validation_file),
+        (data_args.test_split, data_args.test_file),
+    ):
         if path:
             files[split] = path
     corpus = load_docred(data_args.dataset_config, data_files=files or None, cache_dir=data_args.cache_dir, validation=data_args.validation)
@@ -102,7 +106,11 @@ def load_splits(data_args):
         train = documents[data_args.train_split]
         documents[data_args.train_split] = train[: -data_args.validation_holdout]
         documents[data_args.validation_split] = train[-data_args.validation_holdout :]
-    limits = {data_args.train_split: data_args.max_train_documents, data_args.validation_split: data_args.max_eval_documents, data_args.test_split: data_args.max_predict_documents}
+    limits = {
+        data_args.train_split: data_args.max_train_documents,
+        data_args.validation_split: data_args.max_eval_documents,
+        data_args.test_split: data_args.max_predict_documents,
+    }
     return {split: docs[: limits.get(split)] if limits.get(split) else docs for split, docs in documents.items()}
 
 

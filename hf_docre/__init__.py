@@ -7,9 +7,9 @@ Importing the package registers `DocREConfig` ("docre") with `AutoConfig`, the m
 from collections import OrderedDict
 
 from transformers import AutoConfig, AutoModel
-from transformers.pipelines import PIPELINE_REGISTRY
 from transformers.models.auto.auto_factory import _BaseAutoModelClass, _LazyAutoMapping, auto_class_update
 from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
+from transformers.pipelines import PIPELINE_REGISTRY
 
 from .configuration_docre import NA_LABEL, DocREConfig
 from .decoding_docre import decode_relations, relation_scores, tune_global_threshold
@@ -20,8 +20,8 @@ from .losses_docre import adaptive_focal_loss, adaptive_thresholding_loss, binar
 from .methods_docre import METHODS, DocREMethod, register_method
 from .modeling_docre import PIPELINE_TASK, DocREForRelationExtraction, DocREModel, DocREModelOutput, DocREPreTrainedModel
 from .pipeline_docre import DocumentRelationExtractionPipeline, SpanAlignmentError, text_to_document, to_docred_predictions
-from .text_docre import group_entity_spans, normalize_entity_name
 from .processing_docre import DocREDataCollator, DocREFeaturizer, DocREInputError
+from .text_docre import group_entity_spans, normalize_entity_name
 
 __version__ = "0.1.0"
 

@@ -17,8 +17,8 @@ Loaded through ``trust_remote_code``: flat sibling, torch and transformers only.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 from torch import nn

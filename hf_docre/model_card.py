@@ -177,7 +177,8 @@ def render_model_card(model, card):
     return template.format(
         yaml=_yaml(model, card), title=card.repo_id.split("/")[-1], method=name, paper=paper, description=description,
         base_model_link=(f"[`{card.base_model}`](https://huggingface.co/{card.base_model})" if _is_hub_id(card.base_model)
-                         else f"the encoder `{os.path.basename(os.path.normpath(card.base_model))}` (a local folder; set the card's `base_model` to its Hub id)"),
+                         else f"the encoder `{os.path.basename(os.path.normpath(card.base_model))}` "
+                              "(a local folder; set the card's `base_model` to its Hub id)"),
         num_relations=config.num_relations - 1, results_table=results, repo_id=card.repo_id,
         datasets_text=", ".join(card.datasets) or card.dataset_name or "DocRED-format documents",
         train_documents=card.train_documents if card.train_documents is not None else "unknown",

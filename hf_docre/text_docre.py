@@ -376,7 +376,7 @@ def text_to_document(text, entities, title=None, snap_spans=False, sentences=Non
         offsets_words[s].append([ws, we])
 
     vertex_set, offsets_mentions = [], []
-    for e, (entity, ranges) in enumerate(zip(entities, mention_words)):
+    for entity, ranges in zip(entities, mention_words):
         mentions, char_spans = [], []
         for first, last in ranges:
             s = sentence_of[first]

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import SMALL_HEAD
+
 from hf_docre import DocREDataCollator, DocREFeaturizer, DocREModel
 from hf_docre.processing_docre import num_feature_pairs
 

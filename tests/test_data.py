@@ -5,6 +5,7 @@ import zipfile
 
 import datasets
 import pytest
+from conftest import REDOCRED_DEV
 
 from hf_docre.data import (
     DocREInputError,
@@ -17,8 +18,6 @@ from hf_docre.data import (
 )
 from hf_docre.data.builder import DOCRED_URLS
 from hf_docre.metrics import score_docred
-
-from conftest import REDOCRED_DEV
 
 
 def test_redocred_dev_round_trips_exactly(tmp_path, redocred_documents):

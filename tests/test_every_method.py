@@ -12,10 +12,10 @@ import textwrap
 
 import pytest
 import torch
-from safetensors.torch import load_file, save_file
+from conftest import SMALL_HEAD, short_document
+from safetensors.torch import save_file
 from torch import nn
 
-from conftest import SMALL_HEAD, short_document
 from hf_docre import METHODS, PAIR_HEADS, DocREDataCollator, DocREFeaturizer, DocREModel, PairHead, register_pair_head
 from hf_docre.processing_docre import num_feature_pairs
 

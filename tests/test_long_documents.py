@@ -3,9 +3,9 @@ scored by default (`distant_pairs="no_relation"`); the options score them with t
 
 import pytest
 import torch
+from conftest import SMALL_HEAD, short_document
 from transformers import pipeline
 
-from conftest import SMALL_HEAD, short_document
 from hf_docre import DocREModel
 from hf_docre.data import join_documents, joined_training_documents
 

@@ -6,15 +6,15 @@ import math
 import numpy as np
 import pytest
 import torch
+from conftest import SMALL_HEAD, short_document
 from datasets import Dataset
 from torch import nn
 from transformers import Trainer, TrainingArguments
 
-from conftest import SMALL_HEAD, short_document
 from hf_docre import DocREConfig, DocREDataCollator, DocREFeaturizer, DocREModel
 from hf_docre.distillation import load_teacher_logits, teacher_logits_of, write_teacher_logits
-from hf_docre.losses_docre import adaptive_focal_loss, two_step_loss
 from hf_docre.layers_docre import AxialPairAttention
+from hf_docre.losses_docre import adaptive_focal_loss, two_step_loss
 from hf_docre.processing_docre import feature_pairs, num_feature_pairs
 from hf_docre.training import DocRELoss, optimizer_cls_and_kwargs
 

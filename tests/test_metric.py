@@ -36,7 +36,8 @@ GOLD = {
 # Training facts: (Alpha, Beta, P1) is in train under another title; P1 is the most frequent relation.
 TRAIN = [
     {"title": "t1", "vertexSet": [[mention("Alpha", 0)], [mention("Beta", 0)]], "labels": [{"h": 0, "t": 1, "r": "P1", "evidence": []}]},
-    {"title": "t2", "vertexSet": [[mention("X", 0)], [mention("Y", 0)]], "labels": [{"h": 0, "t": 1, "r": "P1", "evidence": []}, {"h": 1, "t": 0, "r": "P2", "evidence": []}]},
+    {"title": "t2", "vertexSet": [[mention("X", 0)], [mention("Y", 0)]],
+     "labels": [{"h": 0, "t": 1, "r": "P1", "evidence": []}, {"h": 1, "t": 0, "r": "P2", "evidence": []}]},
 ]
 
 PREDICTIONS = [
@@ -119,7 +120,8 @@ def official_reference(submission, truth, train):
             std[(document["title"], label["r"], label["h"], label["t"])] = set(label["evidence"])
             total_evidence += len(label["evidence"])
     ordered = sorted(submission, key=lambda x: (x["title"], x["h_idx"], x["t_idx"], x["r"]))
-    answers = [ordered[0]] + [x for prev, x in zip(ordered, ordered[1:]) if (x["title"], x["h_idx"], x["t_idx"], x["r"]) != (prev["title"], prev["h_idx"], prev["t_idx"], prev["r"])]
+    key = lambda x: (x["title"], x["h_idx"], x["t_idx"], x["r"])
+    answers = [ordered[0]] + [x for prev, x in zip(ordered, ordered[1:]) if key(x) != key(prev)]
     correct = correct_evidence = predicted_evidence = in_train = 0
     for x in answers:
         if x["title"] not in vertex_sets:

@@ -6,8 +6,8 @@ import textwrap
 
 import pytest
 import torch
-
 from conftest import SMALL_HEAD
+
 from hf_docre import DocREModel
 from hf_docre.model_card import DocREModelCardCallback, DocREModelCardData, push_to_hub, render_model_card
 

@@ -6,10 +6,10 @@ import textwrap
 
 import pytest
 import torch
+from conftest import SMALL_HEAD, short_document
 from safetensors.torch import save_file
 from transformers import AutoConfig, AutoModel
 
-from conftest import SMALL_HEAD, short_document
 from hf_docre import (
     AutoModelForDocumentRelationExtraction,
     DocREConfig,

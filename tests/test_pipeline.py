@@ -6,10 +6,10 @@ import textwrap
 
 import pytest
 import torch
+from conftest import SMALL_HEAD
 from datasets import Dataset
 from transformers import pipeline
 
-from conftest import SMALL_HEAD
 from hf_docre import DocREModel, SpanAlignmentError, text_to_document
 
 TEXT = "Alan Turing was born in London. He later worked at the University of Manchester."

@@ -7,9 +7,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import REL_INFO
 from transformers import pipeline
 
-from conftest import REL_INFO
 from hf_docre import DocREModel
 
 SCRIPT = Path(__file__).resolve().parents[1] / "examples" / "run_docre.py"

@@ -6,11 +6,10 @@ import json
 import evaluate
 import pytest
 import torch
+from conftest import SMALL_HEAD
 from transformers import pipeline
 
-from conftest import SMALL_HEAD
-from hf_docre import DocREModel, SpanAlignmentError, group_entity_spans, normalize_entity_name, text_to_document
-from hf_docre import to_docred_predictions
+from hf_docre import DocREModel, SpanAlignmentError, group_entity_spans, normalize_entity_name, text_to_document, to_docred_predictions
 from hf_docre.data import write_submission
 from hf_docre.metrics import METRIC_PATH, score_docred
 
@@ -46,7 +45,7 @@ def test_real_text_is_segmented_right(text, names, expected_sentences):
     entities = [{"mentions": [span], "type": "X"} for span in spans_of(text, *names)]
     document = text_to_document(text, entities)
     assert len(document["sents"]) == expected_sentences, sentences_of(document)
-    for entity, name, (start, end) in zip(document["vertexSet"], names, spans_of(text, *names)):
+    for entity, name, _ in zip(document["vertexSet"], names, spans_of(text, *names)):
         mention = entity[0]
         assert mention["name"] == name
         words = document["sents"][mention["sent_id"]][mention["pos"][0] : mention["pos"][1]]
@@ -179,7 +178,7 @@ def test_ner_spans_through_the_pipeline_point_at_the_text(atlop_pipe):
         for side in ("head", "tail"):
             for mention in item[side]["mentions"]:
                 assert TEXT[mention["start"] : mention["end"]] == mention["name"]
-        for sent_id, (start, end) in zip(item["sentences"], item["sentence_spans"]):
+        for _sent_id, (start, end) in zip(item["sentences"], item["sentence_spans"]):
             assert TEXT[start:end] in TEXT and TEXT[start:end].endswith(".")
     chicago = [item for item in relations if item["head"]["name"] == "Chicago"][0]["head"]
     assert [TEXT[m["start"] : m["end"]] for m in chicago["mentions"]] == ["Chicago", "Chicago"]

@@ -1,10 +1,10 @@
 import pytest
 import torch
+from conftest import SMALL_HEAD, short_document
 from datasets import Dataset
 from torch import nn
 from transformers import Trainer, TrainingArguments
 
-from conftest import SMALL_HEAD, short_document
 from hf_docre import DocREDataCollator, DocREFeaturizer, DocREModel
 from hf_docre.training import DocRELoss, DocREMetrics, optimizer_cls_and_kwargs, param_groups
 

@@ -36,7 +36,8 @@ import evaluate
 _CITATION = """\
 @inproceedings{yao-etal-2019-docred,
     title = "{D}oc{RED}: A Large-Scale Document-Level Relation Extraction Dataset",
-    author = "Yao, Yuan and Ye, Deming and Li, Peng and Han, Xu and Lin, Yankai and Liu, Zhenghao and Liu, Zhiyuan and Huang, Lixin and Zhou, Jie and Sun, Maosong",
+    author = "Yao, Yuan and Ye, Deming and Li, Peng and Han, Xu and Lin, Yankai and Liu, Zhenghao and Liu, Zhiyuan and "
+             "Huang, Lixin and Zhou, Jie and Sun, Maosong",
     booktitle = "Proceedings of ACL",
     year = "2019",
 }
@@ -252,7 +253,10 @@ def score_docred(
 
 _MENTION = {"name": datasets.Value("string"), "sent_id": datasets.Value("int64")}
 _LABEL = {"h": datasets.Value("int64"), "t": datasets.Value("int64"), "r": datasets.Value("string"), "evidence": datasets.List(datasets.Value("int64"))}
-_PREDICTION = {"h_idx": datasets.Value("int64"), "t_idx": datasets.Value("int64"), "r": datasets.Value("string"), "evidence": datasets.List(datasets.Value("int64"))}
+_PREDICTION = {
+    "h_idx": datasets.Value("int64"), "t_idx": datasets.Value("int64"), "r": datasets.Value("string"),
+    "evidence": datasets.List(datasets.Value("int64")),
+}
 
 
 def _rows(columns):
