@@ -288,65 +288,63 @@ class DocREForRelationExtraction(DocREPreTrainedModel):
             raise ValueError("DocREModel.forward needs `mention_index` [B, E, M] and `pair_index` [B, P, 2].")
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
-        config = self.config
-        use_context = self.head.uses_context
-        encoded = self.encode(input_ids, attention_mask, mention_index, need_attention=use_context)
-        sequence_output = encoded.sequence_output
-        entity_embeddings = self.pool_entities(sequence_output, mention_index, mention_end)  # [B, E, D]
+        encoded = self.encode(input_ids, attention_mask, mention_index, need_attention=self.head.uses_context)
+        entity_embeddings = self.pool_entities(encoded.sequence_output, mention_index, mention_end)  # [B, E, D]
         pair_mask, scored = self.scored_pairs(pair_index, encoded.shared_window)
         pair_batch, pair_slot = scored.nonzero(as_tuple=True)  # the N pairs the head scores
-        heads = pair_index[pair_batch, pair_slot, 0]
-        tails = pair_index[pair_batch, pair_slot, 1]
-
+        heads, tails = pair_index[pair_batch, pair_slot, 0], pair_index[pair_batch, pair_slot, 1]
         entities = self.dropout(entity_embeddings)
-        context = context_weights = None
-        if use_context:
-            own_context = None
-            if config.distant_pairs == "entity_context" and encoded.shared_window is not None:
-                own_context = self._distant(pair_index, pair_mask, encoded.shared_window)[pair_batch, pair_slot]
-            context, pair_weights = self.localized_context(
-                sequence_output, encoded.entity_attention, pair_batch, heads, tails, own_context,
-                need_weights=output_context_weights,
-            )
-            if output_context_weights:
-                context_weights = pair_weights.new_zeros(*pair_mask.shape, pair_weights.shape[-1]).index_put(
-                    (pair_batch, pair_slot), pair_weights
-                )
-            context = self.dropout(context)  # [N, D]
+        context, pair_weights = self._pair_context(encoded, pair_index, pair_mask, pair_batch, pair_slot, heads, tails,
+                                                   output_context_weights)
 
         def encode_entities(encoder):
             other = self.encode(input_ids, attention_mask, mention_index, need_attention=False, encoder=encoder)
             return self.dropout(self.pool_entities(other.sequence_output, mention_index, mention_end))
 
-        pairs = PairInputs(entities, pair_batch, heads, tails, context, encode_entities)
-        real_logits = self.head(pairs)  # [N, R]
-        logits = real_logits.new_full((*pair_mask.shape, config.num_relations), PAD_RELATION_LOGIT)  # NA unless scored
-        logits[..., 0] = 0.0
-        logits = logits.index_put((pair_batch, pair_slot), real_logits)
-
-        teacher = None if teacher_logits is None else teacher_logits[pair_batch, pair_slot]
-        loss = pair_loss = distillation = None
-        if labels is not None:
-            per_pair, per_pair_distillation = labelled_pair_loss(
-                config, real_logits, labels[pair_batch, pair_slot], self.training, teacher
-            )
-            pair_loss = per_pair.new_zeros(pair_mask.shape).index_put((pair_batch, pair_slot), per_pair)
-            # Unscored (distant) pairs count with a loss of 0.
-            loss = reduce_pair_loss(pair_loss, labels.masked_fill(~pair_mask[..., None], -100), num_items_in_batch)
-        elif teacher is not None:
-            per_pair_distillation = config.distillation_weight * distillation_pair_loss(real_logits, teacher, config.distillation_loss)
-        if teacher is not None:
-            distillation = per_pair_distillation.new_zeros(pair_mask.shape).index_put((pair_batch, pair_slot), per_pair_distillation)
-
+        real_logits = self.head(PairInputs(entities, pair_batch, heads, tails, context, encode_entities))  # [N, R]
+        scatter = _PairScatter(pair_mask.shape, pair_batch, pair_slot)
+        logits = real_logits.new_full((*pair_mask.shape, self.config.num_relations), PAD_RELATION_LOGIT)
+        logits[..., 0] = 0.0  # pairs not scored decode as NA
+        logits = logits.index_put(scatter.index, real_logits)
+        loss, pair_loss, distillation = self._loss(real_logits, labels, teacher_logits, scatter, pair_mask, num_items_in_batch)
         return DocREModelOutput(
             loss=loss,
             logits=logits,
-            context_weights=context_weights if output_context_weights else None,
+            context_weights=scatter(pair_weights) if pair_weights is not None else None,
             entity_embeddings=entity_embeddings if output_entity_embeddings else None,
             pair_loss=pair_loss,
             distillation_loss=distillation,
             scored_pairs=scored.long(),
         )
+
+    def _pair_context(self, encoded, pair_index, pair_mask, pair_batch, pair_slot, heads, tails, need_weights):
+        """Localized context [N, D] (dropout applied) of the scored pairs and, with `need_weights`, its weights
+        [N, L]; (None, None) for heads that use no context."""
+        if not self.head.uses_context:
+            return None, None
+        own_context = None
+        if self.config.distant_pairs == "entity_context" and encoded.shared_window is not None:
+            own_context = self._distant(pair_index, pair_mask, encoded.shared_window)[pair_batch, pair_slot]
+        context, weights = self.localized_context(
+            encoded.sequence_output, encoded.entity_attention, pair_batch, heads, tails, own_context, need_weights=need_weights
+        )
+        return self.dropout(context), weights
+
+    def _loss(self, real_logits, labels, teacher_logits, scatter, pair_mask, num_items_in_batch):
+        """(loss, pair_loss [B, P], distillation [B, P]); each None when its inputs are missing. Unscored (distant)
+        pairs count with a loss of 0."""
+        config = self.config
+        teacher = None if teacher_logits is None else scatter.gather(teacher_logits)
+        loss = pair_loss = distillation = None
+        if labels is not None:
+            per_pair, per_pair_distillation = labelled_pair_loss(config, real_logits, scatter.gather(labels), self.training, teacher)
+            pair_loss = scatter(per_pair)
+            loss = reduce_pair_loss(pair_loss, labels.masked_fill(~pair_mask[..., None], -100), num_items_in_batch)
+        elif teacher is not None:
+            per_pair_distillation = config.distillation_weight * distillation_pair_loss(real_logits, teacher, config.distillation_loss)
+        if teacher is not None:
+            distillation = scatter(per_pair_distillation)
+        return loss, pair_loss, distillation
 
     # -- decoding ----------------------------------------------------------------------------------------------------
 
@@ -373,6 +371,21 @@ class DocREForRelationExtraction(DocREPreTrainedModel):
         threshold, f1 = tune_global_threshold(logits, labels, candidates, self.config.max_relations_per_pair, decoding)
         self.config.global_threshold = threshold
         return threshold, f1
+
+class _PairScatter:
+    """Between the N scored pairs ([N, ...]) and the padded pair table ([B, P, ...])."""
+
+    def __init__(self, shape, pair_batch, pair_slot):
+        self.shape, self.index = tuple(shape), (pair_batch, pair_slot)
+
+    def __call__(self, values, fill=0.0):
+        """[N, ...] -> [B, P, ...] with `fill` where a pair was not scored."""
+        return values.new_full((*self.shape, *values.shape[1:]), fill).index_put(self.index, values)
+
+    def gather(self, table):
+        """[B, P, ...] -> [N, ...]."""
+        return table[self.index]
+
 
 # The name of the relation-extraction model in hf_docre 0.1; folders saved then name it in `auto_map`.
 DocREModel = DocREForRelationExtraction
