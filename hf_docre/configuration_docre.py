@@ -4,6 +4,10 @@ This file is loaded through ``trust_remote_code``: it imports nothing but transf
 ``methods_docre.py``.
 """
 
+from __future__ import annotations
+
+from collections.abc import Sequence
+
 from transformers import AutoConfig, PretrainedConfig
 
 from .methods_docre import METHODS, method_preset
@@ -114,35 +118,35 @@ class DocREConfig(PretrainedConfig):
 
     def __init__(
         self,
-        encoder=None,
-        relations=None,
-        relation_names=None,
-        mention_pooling=_UNSET,
-        use_context_pooling=_UNSET,
-        emb_size=_UNSET,
-        block_size=64,
-        loss=_UNSET,
-        global_threshold=0.5,
-        max_relations_per_pair=_UNSET,
-        entity_marker=_UNSET,
-        window_size=None,
-        window_stride=None,
-        window_prefix_tokens=1,
-        window_suffix_tokens=1,
-        classifier_dropout=0.0,
-        method="atlop",
-        mention_representation=_UNSET,
-        pair_head=_UNSET,
-        two_step=_UNSET,
-        two_step_shared_encoder=False,
-        negative_sampling_ratio=3.0,
-        axial_attention=_UNSET,
-        pair_hidden_size=None,
-        focal_gamma=_UNSET,
-        focal_positive_weight="paper",
-        distillation_loss="mse",
-        distillation_weight=1.0,
-        distant_pairs="no_relation",
+        encoder: PretrainedConfig | dict | None = None,
+        relations: Sequence[str] | None = None,
+        relation_names: dict[str, str] | None = None,
+        mention_pooling: str = _UNSET,
+        use_context_pooling: bool = _UNSET,
+        emb_size: int = _UNSET,
+        block_size: int = 64,
+        loss: str = _UNSET,
+        global_threshold: float = 0.5,
+        max_relations_per_pair: int = _UNSET,
+        entity_marker: str | None = _UNSET,
+        window_size: int | None = None,
+        window_stride: int | None = None,
+        window_prefix_tokens: int = 1,
+        window_suffix_tokens: int = 1,
+        classifier_dropout: float = 0.0,
+        method: str = "atlop",
+        mention_representation: str = _UNSET,
+        pair_head: str = _UNSET,
+        two_step: bool = _UNSET,
+        two_step_shared_encoder: bool = False,
+        negative_sampling_ratio: float = 3.0,
+        axial_attention: bool = _UNSET,
+        pair_hidden_size: int | None = None,
+        focal_gamma: float = _UNSET,
+        focal_positive_weight: str = "paper",
+        distillation_loss: str = "mse",
+        distillation_weight: float = 1.0,
+        distant_pairs: str = "no_relation",
         **kwargs,
     ):
         if kwargs.get("custom_pipelines") and _pipeline_installed(kwargs["custom_pipelines"]):

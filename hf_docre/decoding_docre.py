@@ -3,12 +3,16 @@
 Loaded through ``trust_remote_code`` (flat sibling, torch only).
 """
 
+from __future__ import annotations
+
+from collections.abc import Sequence
+
 import torch
 
 _DECODINGS = {"atl": "threshold_class", "afl": "threshold_class", "bce": "global_threshold"}
 
 
-def decode_relations(logits, loss="atl", global_threshold=0.5, max_relations_per_pair=4):
+def decode_relations(logits: torch.Tensor, loss: str = "atl", global_threshold: float = 0.5, max_relations_per_pair: int = 4) -> torch.Tensor:
     """Turn logits into predictions.
 
     Args:
@@ -48,14 +52,14 @@ def _keep_best(above, values, max_relations_per_pair):
     return above
 
 
-def select_by_score(scores, threshold, max_relations_per_pair=4):
+def select_by_score(scores: torch.Tensor, threshold: float, max_relations_per_pair: int = 4) -> torch.Tensor:
     """Predictions from relation scores ([..., R], column 0 ignored; see `relation_scores`): the relations whose
     score is above `threshold`, at most `max_relations_per_pair` per pair (the best; <= 0 keeps all). Returns
     [..., R] bool with column 0 True where no relation is kept, like `decode_relations`."""
     return _keep_best(scores > threshold, scores, max_relations_per_pair)
 
 
-def relation_scores(logits, loss="atl"):
+def relation_scores(logits: torch.Tensor, loss: str = "atl") -> torch.Tensor:
     """[..., R] probabilities of each relation (column 0 meaningless): sigmoid(l_r - l_TH) for a threshold class,
     sigmoid(l_r) for BCE, P(relation) * P(r) for two-step."""
     decoding = _DECODINGS.get(loss, loss)
@@ -66,7 +70,13 @@ def relation_scores(logits, loss="atl"):
     return torch.sigmoid(logits)
 
 
-def tune_global_threshold(logits, labels, candidates=None, max_relations_per_pair=4, decoding="global_threshold"):
+def tune_global_threshold(
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    candidates: Sequence[float] | None = None,
+    max_relations_per_pair: int = 4,
+    decoding: str = "global_threshold",
+) -> tuple[float, float]:
     """Pick the probability threshold that maximises relation F1 on dev data (BCE and two-step heads).
 
     The paper searches {0.1, 0.2, ..., 0.9}; pass `candidates` for a finer grid.

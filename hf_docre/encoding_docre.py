@@ -13,6 +13,9 @@ relation-extraction and pre-training models encode the same way.
 Loaded through ``trust_remote_code``: flat sibling, torch and transformers only.
 """
 
+from __future__ import annotations
+
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -63,7 +66,7 @@ def _length_buckets(lengths):
     return groups[::-1]
 
 
-def plan_windows(lengths, window_size, stride, prefix, suffix):
+def plan_windows(lengths: Sequence[int], window_size: int, stride: int, prefix: int, suffix: int) -> list[tuple[int, int, int]]:
     """Split documents into overlapping windows of at most `window_size` tokens.
 
     Each window is `prefix` special tokens + a slice of the document's content + `suffix` special tokens. A document
@@ -146,7 +149,14 @@ class DocumentEncoderMixin:
                 attention = attention.index_copy(0, index, part_attention)
         return hidden, attention
 
-    def encode(self, input_ids, attention_mask, mention_index, need_attention=True, encoder=None):
+    def encode(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        mention_index: torch.Tensor,
+        need_attention: bool = True,
+        encoder: nn.Module | None = None,
+    ) -> EncodedDocuments:
         """Encode documents of any length. Returns [`EncodedDocuments`].
 
         Documents that fit the encoder's window are encoded as they are. Longer ones are cut into windows
@@ -253,7 +263,7 @@ class DocumentEncoderMixin:
         entity_attention = entity_attention.view(num_entities, batch_size, length + 1, num_heads)[:, :, :length]
         return EncodedDocuments(sequence_output, entity_attention.permute(1, 0, 3, 2), shared_window)
 
-    def pool_entities(self, sequence_output, mention_index, mention_end=None):
+    def pool_entities(self, sequence_output: torch.Tensor, mention_index: torch.Tensor, mention_end: torch.Tensor | None = None) -> torch.Tensor:
         """Entity embeddings [B, E, D] from the hidden states of their mentions' start tokens, or with
         `mention_representation="span"` the mean of every token of every mention ([mention_index, mention_end))."""
         valid = mention_index >= 0

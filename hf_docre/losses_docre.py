@@ -7,6 +7,10 @@ return one value per pair, so callers choose how to reduce (mean over a batch, o
 pairs across gradient-accumulation steps).
 """
 
+from __future__ import annotations
+
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 
@@ -14,7 +18,7 @@ import torch.nn.functional as F
 PAD_RELATION_LOGIT = -1e4
 
 
-def adaptive_thresholding_loss(logits, labels):
+def adaptive_thresholding_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     r"""Adaptive-thresholding loss of ATLOP (Zhou et al. 2021, Sec. 4), per pair.
 
     .. math::
@@ -46,7 +50,7 @@ def adaptive_thresholding_loss(logits, labels):
     return loss_positive + loss_threshold
 
 
-def binary_relation_loss(logits, labels):
+def binary_relation_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Binary cross-entropy over the relation columns (1..R-1), summed over relations, per pair.
 
     The BERT baseline of ATLOP/Wang et al.: each relation is an independent yes/no decision and a global threshold
@@ -56,7 +60,7 @@ def binary_relation_loss(logits, labels):
     return F.binary_cross_entropy_with_logits(logits[:, 1:], labels[:, 1:], reduction="none").sum(-1)
 
 
-def adaptive_focal_loss(logits, labels, gamma=0.5, positive_weight="paper"):
+def adaptive_focal_loss(logits: torch.Tensor, labels: torch.Tensor, gamma: float = 0.5, positive_weight: str = "paper") -> torch.Tensor:
     r"""Adaptive focal loss of KD-DocRE (Tan et al. 2022, Eq. 9-11), per pair.
 
     Each positive relation is ranked against TH on its own, :math:`P(r) = \sigma(l_r - l_{TH})` (Eq. 9); TH is ranked
@@ -97,7 +101,7 @@ def adaptive_focal_loss(logits, labels, gamma=0.5, positive_weight="paper"):
 PAIR_LOSSES = {"atl": adaptive_thresholding_loss, "bce": binary_relation_loss, "afl": adaptive_focal_loss}
 
 
-def two_step_loss(logits, labels, negative_sampling_ratio=3.0, sample=True):
+def two_step_loss(logits: torch.Tensor, labels: torch.Tensor, negative_sampling_ratio: float = 3.0, sample: bool = True) -> torch.Tensor:
     """Loss of Wang et al.'s two-step model, per pair.
 
     Column 0 of `logits` is step 1's *no-relation* logit (-z, where sigmoid(z) = P(some relation)); columns 1..R-1
@@ -124,7 +128,7 @@ def two_step_loss(logits, labels, negative_sampling_ratio=3.0, sample=True):
     return step1 + step2 * related.to(logits.dtype)
 
 
-def relation_loss_fn(config, training=True):
+def relation_loss_fn(config, training: bool = True) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
     """The per-pair loss `f(logits [N, R], labels [N, R]) -> [N]` a config asks for."""
     if config.two_step:
         ratio = config.negative_sampling_ratio
@@ -136,7 +140,7 @@ def relation_loss_fn(config, training=True):
     return PAIR_LOSSES[config.loss]
 
 
-def distillation_pair_loss(student_logits, teacher_logits, kind="mse"):
+def distillation_pair_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, kind: str = "mse") -> torch.Tensor:
     """Knowledge-distillation loss of each pair (KD-DocRE Eq. 12): `"mse"` = mean over relations of
     (student - teacher)^2, so a sum over pairs / pairs is the MSE over all logits; `"kl"` = KL(softmax(teacher) ||
     softmax(student)) over the relation columns. [N, R] x [N, R] -> [N]."""
@@ -148,7 +152,9 @@ def distillation_pair_loss(student_logits, teacher_logits, kind="mse"):
     ).sum(-1)
 
 
-def labelled_pair_loss(config, logits, labels, training=True, teacher_logits=None):
+def labelled_pair_loss(
+    config, logits: torch.Tensor, labels: torch.Tensor, training: bool = True, teacher_logits: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """The loss of each pair, as the model's forward and any external reduction compute it.
 
     Args:
@@ -166,7 +172,7 @@ def labelled_pair_loss(config, logits, labels, training=True, teacher_logits=Non
     return pair_loss, distillation
 
 
-def reduce_pair_loss(pair_loss, labels, num_items_in_batch=None):
+def reduce_pair_loss(pair_loss: torch.Tensor, labels: torch.Tensor, num_items_in_batch: int | torch.Tensor | None = None) -> torch.Tensor:
     """The batch loss from the per-pair loss [B, P] (0 for padding and unscored pairs) and labels [B, P, R].
 
     Without `num_items_in_batch`: the mean over this batch's labelled pairs. Under the stock Trainer it is the

@@ -7,6 +7,8 @@ that uploads the complete model folder with its card (the stock `push_to_hub` wo
     push_to_hub(model, "org/atlop-minilm", card)
 """
 
+from __future__ import annotations
+
 import importlib.resources
 import os
 import re
@@ -158,7 +160,7 @@ def _yaml(model, card):
     return "\n".join(lines)
 
 
-def render_model_card(model, card):
+def render_model_card(model, card: DocREModelCardData) -> str:
     """The README.md text of a model, from `hub_cards/model_card.md`."""
     card.fill_from_model(model)
     method = METHODS.get(card.method)
@@ -188,14 +190,22 @@ def render_model_card(model, card):
     )
 
 
-def save_with_card(model, folder, card):
+def save_with_card(model, folder: str | os.PathLike, card: DocREModelCardData) -> None:
     """`model.save_pretrained(folder)` plus README.md rendered from the card data."""
     model.save_pretrained(folder)
     with open(os.path.join(folder, "README.md"), "w", encoding="utf-8") as f:
         f.write(render_model_card(model, card))
 
 
-def push_to_hub(model, repo_id, card=None, private=False, token=None, commit_message="Upload DocRE model", api=None):
+def push_to_hub(
+    model,
+    repo_id: str,
+    card: DocREModelCardData | None = None,
+    private: bool = False,
+    token: str | None = None,
+    commit_message: str = "Upload DocRE model",
+    api=None,
+):
     """Write the complete folder (safetensors, config, tokenizer, code, pipeline, card) and upload it.
 
     Unlike `PreTrainedModel.push_to_hub`, the README is our card, not overwritten. Returns the `CommitInfo`.

@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 import os
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -133,13 +134,20 @@ class DocREForRelationExtraction(DocREPreTrainedModel):
         self.tokenizer = None
         self.post_init()
 
-    def encoder_modules(self):
+    def encoder_modules(self) -> list[nn.Module]:
         return [self.encoder] + self.head.encoders()
 
     # -- construction ------------------------------------------------------------------------------------------------
 
     @classmethod
-    def from_encoder(cls, encoder_name_or_path, relations, tokenizer=None, relation_names=None, **config_kwargs):
+    def from_encoder(
+        cls,
+        encoder_name_or_path: str | os.PathLike,
+        relations: Sequence[str] | dict[str, str],
+        tokenizer=None,
+        relation_names: dict[str, str] | None = None,
+        **config_kwargs,
+    ) -> DocREForRelationExtraction:
         """Build a DocRE model with pretrained encoder weights and a fresh head.
 
         Args:
@@ -234,7 +242,7 @@ class DocREForRelationExtraction(DocREPreTrainedModel):
 
     # -- forward -----------------------------------------------------------------------------------------------------
 
-    def scored_pairs(self, pair_index, shared_window=None):
+    def scored_pairs(self, pair_index: torch.Tensor, shared_window: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """([B, P] real pairs, [B, P] pairs the head scores). In a long document, pairs whose entities share no
         encoder window are out of the training distribution (documents that fit one window have none); with
         `distant_pairs="no_relation"` (default) they are not scored and decode as NA."""
@@ -348,11 +356,11 @@ class DocREForRelationExtraction(DocREPreTrainedModel):
 
     # -- decoding ----------------------------------------------------------------------------------------------------
 
-    def relation_scores(self, logits):
+    def relation_scores(self, logits: torch.Tensor) -> torch.Tensor:
         """[..., R] probability of each relation (see `losses_docre.relation_scores`)."""
         return relation_scores(logits, self.config.decoding)
 
-    def decode(self, logits):
+    def decode(self, logits: torch.Tensor) -> torch.Tensor:
         """[..., R] logits -> [..., R] bool predictions (column 0 = NA), with the config's threshold and top-k."""
         config = self.config
         return decode_relations(
@@ -362,7 +370,7 @@ class DocREForRelationExtraction(DocREPreTrainedModel):
             max_relations_per_pair=config.max_relations_per_pair,
         )
 
-    def tune_global_threshold(self, logits, labels, candidates=None):
+    def tune_global_threshold(self, logits: torch.Tensor, labels: torch.Tensor, candidates: Sequence[float] | None = None) -> tuple[float, float]:
         """Set `config.global_threshold` (used with `loss="bce"`) to the value that maximises F1 on dev logits and
         labels ([..., R]); returns `(threshold, f1)`."""
         decoding = self.config.decoding
@@ -391,7 +399,7 @@ class _PairScatter:
 DocREModel = DocREForRelationExtraction
 
 
-def load_tokenizer(name_or_path, **kwargs):
+def load_tokenizer(name_or_path: str | os.PathLike, **kwargs):
     """A fast tokenizer that accepts pre-split words (byte-level BPE tokenizers need `add_prefix_space=True`)."""
     tokenizer = AutoTokenizer.from_pretrained(name_or_path, **kwargs)
     if getattr(tokenizer, "add_prefix_space", None) is False:
@@ -399,7 +407,7 @@ def load_tokenizer(name_or_path, **kwargs):
     return tokenizer
 
 
-def special_token_layout(tokenizer):
+def special_token_layout(tokenizer) -> tuple[int, int]:
     """How many special tokens the tokenizer puts before and after a single sequence's content."""
     content = tokenizer("relation", add_special_tokens=False)["input_ids"]
     full = tokenizer("relation")["input_ids"]

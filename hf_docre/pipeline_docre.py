@@ -22,7 +22,10 @@ adaptive-thresholding and adaptive focal losses, sigmoid(logit_r) for the BCE he
 two-step. `threshold=` keeps the relations whose score is above it, for every head.
 """
 
+from __future__ import annotations
+
 import warnings
+from collections.abc import Sequence
 
 import torch
 from transformers import Pipeline
@@ -37,7 +40,7 @@ _OPTIONS = ("max_relations_per_pair", "threshold", "top_k", "return_context", "c
             "sentence_splitter", "errors")
 
 
-def to_docred_predictions(outputs):
+def to_docred_predictions(outputs: Sequence) -> list:
     """Pipeline outputs (one relation list per document) -> per-document `{"h_idx", "t_idx", "r"}` lists, the input
     of the DocRED metric and of `hf_docre.data.write_submission` (with the documents, for their titles):
 

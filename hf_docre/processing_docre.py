@@ -22,7 +22,10 @@ An optional document field `candidate_pairs` (list of [head, tail]) limits the p
 be one of them.
 """
 
+from __future__ import annotations
+
 import warnings
+from collections.abc import Collection, Iterable
 
 import numpy as np
 import torch
@@ -59,7 +62,7 @@ def _valid_text(value):
     return True
 
 
-def validate_document(document, index=None, relations=None):
+def validate_document(document: dict, index: int | None = None, relations: Collection[str] | None = None) -> dict:
     """Check a DocRED-format document; raise [`DocREInputError`] naming the document, its index and the field.
 
     Checks: the document is a dict, its `title` (when present) a string; sentences present and lists of words,
@@ -145,19 +148,19 @@ def validate_document(document, index=None, relations=None):
             fail(f"pair ({label['h']}, {label['t']}) is not in the document's candidate_pairs", f"labels[{k}]")
 
 
-def all_ordered_pairs(num_entities):
+def all_ordered_pairs(num_entities: int) -> np.ndarray:
     """[P, 2] array of (head, tail) for every h != t, row-major (P = E * (E - 1))."""
     heads, tails = np.divmod(np.arange(num_entities * num_entities), num_entities)
     keep = heads != tails
     return np.stack([heads[keep], tails[keep]], axis=1)
 
 
-def pair_position(head, tail, num_entities):
+def pair_position(head: int, tail: int, num_entities: int) -> int:
     """Position of (head, tail) in `all_ordered_pairs(num_entities)`."""
     return head * (num_entities - 1) + (tail if tail < head else tail - 1)
 
 
-def feature_pairs(feature):
+def feature_pairs(feature: dict) -> np.ndarray:
     """[P, 2] array of the (head, tail) pairs a feature scores, in the order of its logits rows."""
     pairs = feature.get("pair_index")
     if pairs is None:
@@ -165,7 +168,7 @@ def feature_pairs(feature):
     return np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
 
 
-def num_feature_pairs(feature):
+def num_feature_pairs(feature: dict) -> int:
     pairs = feature.get("pair_index")
     if pairs is None:
         num_entities = len(feature["mention_index"])
@@ -213,7 +216,7 @@ class DocREFeaturizer:
         return state
 
     @classmethod
-    def from_model(cls, model, tokenizer=None, **kwargs):
+    def from_model(cls, model, tokenizer=None, **kwargs) -> DocREFeaturizer:
         tokenizer = tokenizer if tokenizer is not None else model.tokenizer
         if tokenizer is None:
             raise ValueError("The model has no tokenizer attached; pass `tokenizer=`.")
@@ -222,7 +225,7 @@ class DocREFeaturizer:
 
     # -- validation ------------------------------------------------------------------------------------------------
 
-    def validate(self, document, index=None):
+    def validate(self, document: dict, index: int | None = None) -> dict:
         """Raise [`DocREInputError`] naming the document and the field for anything the model cannot use."""
         validate_document(document, index=index, relations=self.label2id)
 
@@ -366,7 +369,7 @@ class DocREFeaturizer:
             features["labels"] = [list(item) for item in sorted(compact)]
         return features
 
-    def featurize(self, documents, errors="raise", with_labels=True):
+    def featurize(self, documents: Iterable[dict], errors: str = "raise", with_labels: bool = True) -> list[dict]:
         """Features of many documents.
 
         Args:
@@ -398,7 +401,7 @@ class DocREFeaturizer:
             warnings.warn(f"Skipped {len(problems)} of {len(documents)} documents:\n  {shown}{more}", stacklevel=2)
         return features
 
-    def map_batch(self, batch):
+    def map_batch(self, batch: dict[str, list]) -> dict[str, list]:
         """For `datasets.Dataset.map(featurizer.map_batch, batched=True)`: columns of documents -> feature columns."""
         keys = list(batch)
         documents = [dict(zip(keys, values)) for values in zip(*(batch[k] for k in keys))]
@@ -453,7 +456,7 @@ class DocREDataCollator:
         self.num_relations = num_relations
 
     @classmethod
-    def from_model(cls, model, tokenizer=None):
+    def from_model(cls, model, tokenizer=None) -> DocREDataCollator:
         tokenizer = tokenizer if tokenizer is not None else model.tokenizer
         return cls(tokenizer.pad_token_id, model.config.num_relations)
 

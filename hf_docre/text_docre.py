@@ -22,9 +22,12 @@ span list NER tools give (`{"start", "end", "label"}`, with optional `"text"` an
 into entities by `entity_id` when given, else by [`normalize_entity_name`] and label (see [`group_entity_spans`]).
 """
 
+from __future__ import annotations
+
 import bisect
 import re
 import unicodedata
+from collections.abc import Callable, Iterable, Sequence
 
 # Abbreviations that keep their period, matched with the case shown. Titles never end a sentence; the others may
 # (see the module docstring). Words that often end a sentence ("art", "no", "sun") are left out on purpose.
@@ -64,7 +67,7 @@ class SpanAlignmentError(ValueError):
     """A character span of the text input that cannot be mapped onto words and sentences."""
 
 
-def tokenize_words(text, start=0, end=None, cuts=()):
+def tokenize_words(text: str, start: int = 0, end: int | None = None, cuts: Iterable[int] = ()) -> list[tuple[int, int]]:
     """Words of `text[start:end]` as `(char_start, char_end)` pairs (see the module docstring for the rules).
 
     `cuts`: character offsets (mention boundaries) where a word is cut in two when the characters on both sides
@@ -119,7 +122,7 @@ def _cut_at(spans, text, cuts):
     return result
 
 
-def split_sentences(text, words):
+def split_sentences(text: str, words: list[tuple[int, int]]) -> list[list[int]]:
     """Sentence starts (indices into `words`, the first is 0) for words given as `(char_start, char_end)` pairs."""
     starts = [0] if words else []
     i = 0
@@ -162,7 +165,7 @@ def _opens_sentence(word):
     return first.isupper() or first.isdigit() or first in "\"'\u201c\u2018([{\u00ab"
 
 
-def normalize_entity_name(name):
+def normalize_entity_name(name: str) -> str:
     """The key under which flat NER spans are grouped into one entity: NFKC, case-folded, a leading "the " and a
     trailing possessive removed, every character that is not a letter, digit or space dropped ("U.S." = "US"),
     spaces collapsed."""
@@ -191,7 +194,7 @@ def _span_fields(span, index):
     return int(start), int(end), label or "", span.get("text", span.get("word")), span.get("entity_id")
 
 
-def group_entity_spans(text, spans):
+def group_entity_spans(text: str, spans: Iterable) -> list[dict]:
     """Flat NER spans -> entities `[{"mentions": [[start, end], ...], "type", "name"}]`.
 
     Spans with an `entity_id` are grouped by it; the others by (normalised name, label), the name being the span's
@@ -223,7 +226,7 @@ def group_entity_spans(text, spans):
     return entities
 
 
-def entity_input_form(entities):
+def entity_input_form(entities: Sequence) -> str:
     """`"entities"` (each with `mentions`), `"spans"` (flat NER spans) or `"empty"`; raises on a mix."""
     if not entities:
         return "empty"
@@ -257,7 +260,15 @@ def _locate(text, items, what, start=0, end=None):
     return spans
 
 
-def text_to_document(text, entities, title=None, snap_spans=False, sentences=None, words=None, sentence_splitter=None):
+def text_to_document(
+    text: str,
+    entities: Sequence,
+    title: str | None = None,
+    snap_spans: bool = False,
+    sentences: Sequence | None = None,
+    words: Sequence | None = None,
+    sentence_splitter: Callable | None = None,
+) -> dict:
     """`{"text", "entities"}` input -> a DocRED-format document.
 
     Args:

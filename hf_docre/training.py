@@ -13,6 +13,10 @@
     )
 """
 
+from __future__ import annotations
+
+from collections.abc import Sequence
+
 import numpy as np
 import torch
 
@@ -51,7 +55,7 @@ class DocRELoss:
         return reduce_pair_loss(pair_loss, labels, num_items_in_batch)
 
 
-def param_groups(model, encoder_lr=5e-5, head_lr=1e-4, weight_decay=0.0):
+def param_groups(model, encoder_lr: float = 5e-5, head_lr: float = 1e-4, weight_decay: float = 0.0) -> list[dict]:
     """Two parameter groups with the papers' learning-rate split: the encoder(s) and everything else (the head).
     A two-step model's step-1 encoder counts as an encoder."""
     encoders = model.encoder_modules()
@@ -64,13 +68,20 @@ def param_groups(model, encoder_lr=5e-5, head_lr=1e-4, weight_decay=0.0):
     ]
 
 
-def optimizer_cls_and_kwargs(model, encoder_lr=5e-5, head_lr=1e-4, weight_decay=0.0, eps=1e-6, optimizer_cls=torch.optim.AdamW):
+def optimizer_cls_and_kwargs(
+    model,
+    encoder_lr: float = 5e-5,
+    head_lr: float = 1e-4,
+    weight_decay: float = 0.0,
+    eps: float = 1e-6,
+    optimizer_cls: type[torch.optim.Optimizer] = torch.optim.AdamW,
+) -> tuple[type[torch.optim.Optimizer], dict]:
     """`(optimizer class, kwargs)` for `Trainer(optimizer_cls_and_kwargs=...)`: AdamW with encoder/head groups
     (ATLOP: 5e-5 / 1e-4, eps 1e-6). The Trainer's scheduler scales each group's own learning rate."""
     return optimizer_cls, {"params": param_groups(model, encoder_lr, head_lr, weight_decay), "eps": eps}
 
 
-def predictions_to_official(predicted, features, id2label):
+def predictions_to_official(predicted: np.ndarray, features: Sequence[dict], id2label: dict[int, str]) -> list[dict]:
     """[N, P, R] 0/1 predictions (row i = features[i]) -> official `{title, h_idx, t_idx, r}` records (no NA)."""
     predicted = np.asarray(predicted)
     records = []
@@ -122,7 +133,7 @@ class DocREMetrics:
         return {key: value for key, value in scores.items() if value is not None}
 
 
-def tune_threshold(model, features, collator, batch_size=8):
+def tune_threshold(model, features: Sequence[dict], collator, batch_size: int = 8) -> tuple[float, float]:
     """Set `model.config.global_threshold` (BCE and two-step heads) to the value that maximises pair-relation F1
     on `features` (the papers tune it on dev). Batched; only the real pairs' logits are kept. Returns
     `(threshold, f1)`."""

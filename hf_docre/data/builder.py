@@ -10,8 +10,11 @@ downloaded (DocRED from the authors' Google Drive, Re-DocRED from its GitHub rep
 their preprocessed `.data` files (see `biomedical.py`), which have no stable download address: pass `data_files`.
 """
 
+from __future__ import annotations
+
 import json
 import warnings
+from collections.abc import Collection
 from dataclasses import dataclass, field
 
 import datasets
@@ -60,7 +63,7 @@ FEATURES = datasets.Features(
 _OPTIONAL_MENTION_FIELDS = ("global_pos", "index")
 
 
-def to_docred_json(row):
+def to_docred_json(row: dict) -> dict:
     """A dataset row back to the DocRED JSON document it came from (absent optional fields dropped)."""
     document = {
         "title": row["title"],
@@ -206,7 +209,7 @@ def _json_line(line, number, path):
         return _BadLine(f"line {number} of {path} is not JSON: {error}", number)
 
 
-def check_document(document, index=None, relations=None):
+def check_document(document: dict, index: int | None = None, relations: Collection[str] | None = None) -> dict:
     """`validate_document` plus the checks of a whole corpus: a document has a string title and entities."""
     validate_document(document, index=index, relations=relations)
     if not isinstance(document.get("title"), str):
@@ -230,7 +233,14 @@ def _to_row(document):
     return row
 
 
-def load_docred(name="redocred", data_files=None, split=None, cache_dir=None, validation="strict", **config_kwargs):
+def load_docred(
+    name: str = "redocred",
+    data_files: str | list | dict | None = None,
+    split: str | None = None,
+    cache_dir: str | None = None,
+    validation: str = "strict",
+    **config_kwargs,
+) -> datasets.DatasetDict | datasets.Dataset:
     """Build and load a DocRED-format dataset. Returns a `DatasetDict`, or a `Dataset` when `split` is given."""
     if validation not in ("strict", "lenient"):
         raise ValueError(f"validation must be 'strict' or 'lenient', got {validation!r}")

@@ -1,10 +1,13 @@
 """Documents made of other documents: for long-document tests and benchmarks, and as training data that shows a
 model unrelated texts in one encoder window (no relation holds between entities of different source documents)."""
 
+from __future__ import annotations
+
 import random
+from collections.abc import Sequence
 
 
-def join_documents(documents):
+def join_documents(documents: Sequence[dict]) -> tuple[dict, list[tuple[int, int]]]:
     """One DocRED-format document made of `documents` in order: sentences concatenated, entities appended, `sent_id`s,
     label entity ids and evidence shifted; the title is the source titles joined with " + ".
 
@@ -25,7 +28,7 @@ def join_documents(documents):
     return {"title": title, "sents": sents, "vertexSet": vertex_set, "labels": labels}, source
 
 
-def joined_training_documents(documents, count, max_documents=4, seed=0):
+def joined_training_documents(documents: Sequence[dict], count: int, max_documents: int = 4, seed: int = 0) -> list[dict]:
     """`count` documents, each joining 2 to `max_documents` distinct documents drawn at random (seeded) from
     `documents`. Every label of the sources is kept; pairs across sources are NA."""
     if len(documents) < 2 or count <= 0:

@@ -1,11 +1,16 @@
 """The DocRED leaderboard's submission: `result.json` (a list of {title, h_idx, t_idx, r, evidence}) and its zip."""
 
+from __future__ import annotations
+
 import json
 import os
 import zipfile
+from collections.abc import Iterable, Sequence
 
 
-def write_submission(predictions, output_dir, documents=None, zip_name="result.zip"):
+def write_submission(
+    predictions: Iterable[dict], output_dir: str | os.PathLike, documents: Sequence[dict] | None = None, zip_name: str = "result.zip"
+) -> tuple[str, str]:
     """Write `result.json` and `result.zip` (holding result.json at its root, as CodaLab expects) to `output_dir`.
 
     Args:
