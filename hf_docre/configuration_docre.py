@@ -15,10 +15,16 @@ from .methods_docre import METHODS, method_preset
 NA_LABEL = "NA"
 
 _POOLINGS = ("logsumexp", "max", "mean")
-_LOSSES = ("atl", "bce", "afl")
+_LOSSES = ("atl", "bce", "afl", "bce_na")
 _MENTION_REPRESENTATIONS = ("start", "span")
 _DISTILLATION_LOSSES = ("mse", "kl")
 _DISTANT_PAIRS = ("no_relation", "entity_context", "zero_context")
+
+# DSDocRE pre-training tasks (Xiao et al. 2020, Sec. 3.2).
+PRETRAINING_TASKS = (
+    "mention_matching", "cross_mention_matching", "relation_detection", "cross_relation_detection", "relation_alignment",
+)
+
 
 class _Unset:
     def __repr__(self):
@@ -103,6 +109,19 @@ class DocREConfig(PretrainedConfig):
         distillation_loss (`str`): `"mse"` (paper) or `"kl"`, between student and teacher logits when
             `teacher_logits` are given.
         distillation_weight (`float`): weight of the distillation loss (paper: L = L_KD + L_RE, 1.0).
+        marker_format (`str`), max_marked_entities (`int`): with `entity_marker="indexed"` (DSDocRE), entity i is
+            marked by `marker_format.format(2i+1)` / `marker_format.format(2i+2)`; documents with more than
+            `max_marked_entities` entities are refused. `from_encoder` adds the markers to the tokenizer.
+        blank_token, mention_mask_token (`str`): DSDocRE pre-training: the `[BLANK]` that replaces a blanked entity's
+            mention words, and the token that replaces a masked mention (mention-entity matching).
+        max_pooled_mentions (`int`, *optional*): pool at most the first N mentions of an entity (DSDocRE's
+            released code: 3); None pools all (the paper).
+        pretraining_tasks (`list[str]`): DSDocRE pre-training tasks to train (default all of `PRETRAINING_TASKS`);
+            the ranker is `["relation_detection"]`.
+        pretraining_task_weights (`dict`): weight of each task's loss (Eq. 5: all 1).
+        alignment_distance (`str`): relational fact alignment score w·|r_A - r_B| + b (`"abs"`, paper Eq. 4) or
+            w·(r_A - r_B)^2 + b (`"square"`, the released code).
+        pretraining_relation_size (`int`): size of the pre-training relation representation Bilinear_E (256).
         distant_pairs (`str`): what to do in a long document with a pair whose entities share no encoder window
             (no window holds a mention of each; documents that fit one window have no such pair, so the head never
             saw one in training): `"no_relation"` (default) does not score them: they decode as NA and take no
@@ -147,6 +166,15 @@ class DocREConfig(PretrainedConfig):
         distillation_loss: str = "mse",
         distillation_weight: float = 1.0,
         distant_pairs: str = "no_relation",
+        marker_format: str = "[unused{}]",
+        max_marked_entities: int = 42,
+        blank_token: str = "[unused0]",
+        mention_mask_token: str = "[unused200]",
+        max_pooled_mentions: int | None = None,
+        pretraining_tasks: Sequence[str] | None = None,
+        pretraining_task_weights: dict[str, float] | None = None,
+        alignment_distance: str = "abs",
+        pretraining_relation_size: int = 256,
         **kwargs,
     ):
         if kwargs.get("custom_pipelines") and _pipeline_installed(kwargs["custom_pipelines"]):
@@ -240,6 +268,21 @@ class DocREConfig(PretrainedConfig):
         self.distillation_loss = distillation_loss
         self.distillation_weight = distillation_weight
         self.distant_pairs = distant_pairs
+        if alignment_distance not in ("abs", "square"):
+            raise ValueError(f"DocREConfig: `alignment_distance` must be 'abs' (paper) or 'square' (released code), got {alignment_distance!r}.")
+        tasks = list(PRETRAINING_TASKS if pretraining_tasks is None else pretraining_tasks)
+        unknown = [task for task in tasks if task not in PRETRAINING_TASKS]
+        if unknown:
+            raise ValueError(f"DocREConfig: unknown `pretraining_tasks` {unknown}; tasks: {PRETRAINING_TASKS}.")
+        self.marker_format = marker_format
+        self.max_marked_entities = max_marked_entities
+        self.blank_token = blank_token
+        self.mention_mask_token = mention_mask_token
+        self.max_pooled_mentions = max_pooled_mentions
+        self.pretraining_tasks = tasks
+        self.pretraining_task_weights = {task: float((pretraining_task_weights or {}).get(task, 1.0)) for task in tasks}
+        self.alignment_distance = alignment_distance
+        self.pretraining_relation_size = pretraining_relation_size
         super().__init__(**kwargs)
         if self.id2label is None or 0 not in self.id2label:
             self.id2label = {0: NA_LABEL, 1: "relation"}

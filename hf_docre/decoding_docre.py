@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 import torch
 
-_DECODINGS = {"atl": "threshold_class", "afl": "threshold_class", "bce": "global_threshold"}
+_DECODINGS = {"atl": "threshold_class", "afl": "threshold_class", "bce_na": "threshold_class", "bce": "global_threshold"}
 
 
 def decode_relations(logits: torch.Tensor, loss: str = "atl", global_threshold: float = 0.5, max_relations_per_pair: int = 4) -> torch.Tensor:

@@ -267,6 +267,9 @@ class DocumentEncoderMixin:
         """Entity embeddings [B, E, D] from the hidden states of their mentions' start tokens, or with
         `mention_representation="span"` the mean of every token of every mention ([mention_index, mention_end))."""
         valid = mention_index >= 0
+        if self.config.max_pooled_mentions is not None:  # DSDocRE's released code pools the first 3 mentions only
+            valid = valid & (torch.arange(mention_index.shape[-1], device=mention_index.device) < self.config.max_pooled_mentions)
+            mention_index = mention_index.masked_fill(~valid, -1)
         if self.config.mention_representation == "span":
             if mention_end is None:
                 raise ValueError("mention_representation='span' needs `mention_end` [B, E, M] (DocREFeaturizer.from_model makes it).")

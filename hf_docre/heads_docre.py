@@ -11,6 +11,7 @@ model scores (column 0 = the NA/threshold class). A head says whether it reads a
 | `group_bilinear` | Zhou et al. 2021 (ATLOP) | head/tail extractors over [entity; context], group bilinear |
 | `axial` | Tan et al. 2022 (KD-DocRE) | ATLOP's group bilinear to `pair_hidden_size` features, axial attention over the entity-pair table, linear classifier |
 | `two_step` | Wang et al. 2019 | composite: step 1 (relation or not) with its own encoder, step 2 (which relations) the `bilinear` head |
+| `bilinear_relation` | Xiao et al. 2020 (DSDocRE) | Bilinear_E(e_h, e_t) to `emb_size` features (each entity projected once), linear classifier |
 
 Loaded through ``trust_remote_code``: flat sibling, torch and transformers only.
 """
@@ -23,7 +24,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .layers_docre import AxialPairAttention, GroupBilinear, PairBilinear
+from .layers_docre import AxialPairAttention, EntityPairBilinear, GroupBilinear, PairBilinear
 
 
 @dataclass
@@ -161,7 +162,24 @@ class TwoStepPairHead(BilinearPairHead):
         return torch.cat([-exists, relation_logits[:, 1:]], dim=-1)
 
 
+class RelationBilinearPairHead(PairHead):
+    """DSDocRE (Xiao et al. 2020, Sec. 3.1; the released fine-tuning code): the relation representation
+    r = Bilinear_E(e_h, e_t) of `emb_size` features (256), no activation, then a linear layer to R logits. The
+    bilinear projects each entity once ([`EntityPairBilinear`]), not each pair."""
+
+    def __init__(self, config, new_encoder=None):
+        super().__init__(config, new_encoder)
+        hidden = config.encoder.hidden_size
+        self.relation_bilinear = EntityPairBilinear(hidden, hidden, config.emb_size)
+        self.classifier = nn.Linear(config.emb_size, config.num_relations)
+
+    def forward(self, pairs):
+        relation = self.relation_bilinear.pairs(pairs.entity_embeddings, pairs.pair_batch, pairs.heads, pairs.tails)
+        return self.classifier(relation)
+
+
 PAIR_HEADS: dict[str, type[PairHead]] = {
+    "bilinear_relation": RelationBilinearPairHead,
     "bilinear": BilinearPairHead,
     "group_bilinear": GroupBilinearPairHead,
     "axial": AxialPairHead,

@@ -98,7 +98,14 @@ def adaptive_focal_loss(logits: torch.Tensor, labels: torch.Tensor, gamma: float
     return loss_positive - log_prob_threshold
 
 
-PAIR_LOSSES = {"atl": adaptive_thresholding_loss, "bce": binary_relation_loss, "afl": adaptive_focal_loss}
+def binary_loss_with_na(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """DSDocRE's fine-tuning loss (released code): binary cross-entropy over every column, the NA column 0
+    included (target 1 for pairs with no relation), averaged over the columns. [N, R] x [N, R] -> [N]."""
+    return F.binary_cross_entropy_with_logits(logits, labels, reduction="none").mean(-1)
+
+
+PAIR_LOSSES = {"atl": adaptive_thresholding_loss, "bce": binary_relation_loss, "afl": adaptive_focal_loss,
+               "bce_na": binary_loss_with_na}
 
 
 def two_step_loss(logits: torch.Tensor, labels: torch.Tensor, negative_sampling_ratio: float = 3.0, sample: bool = True) -> torch.Tensor:

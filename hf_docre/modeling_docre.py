@@ -36,6 +36,7 @@ from .encoding_docre import DocumentEncoderMixin
 from .heads_docre import PairHead, PairInputs, build_pair_head
 from .layers_docre import LAST_LAYER_ATTENTION, GroupBilinear
 from .losses_docre import PAD_RELATION_LOGIT, distillation_pair_loss, labelled_pair_loss, reduce_pair_loss
+from .processing_docre import add_marker_tokens
 
 logger = logging.get_logger(__name__)
 
@@ -112,31 +113,6 @@ class DocREPreTrainedModel(DocumentEncoderMixin, PreTrainedModel):
         """Every encoder of the model (they train at the encoder's learning rate)."""
         return [self.encoder]
 
-
-class DocREForRelationExtraction(DocREPreTrainedModel):
-    """Document-level relation extraction: encode -> pool entities -> pair head -> loss.
-
-    The published methods are config presets (`DocREConfig(method=...)`, see `methods_docre.METHODS`): ATLOP
-    (default), the BERT baseline and two-step model of Wang et al. 2019, and KD-DocRE. Build one from a pretrained
-    encoder with [`DocREForRelationExtraction.from_encoder`], or load a trained one with `from_pretrained`.
-    `DocREModel` is the same class.
-    """
-
-    # The Trainer passes `num_items_in_batch` to forward, whose loss is then right under gradient accumulation
-    # and DDP with no `compute_loss_func`.
-    accepts_loss_kwargs = True
-
-    def __init__(self, config: DocREConfig):
-        super().__init__(config)
-        self.encoder = self._new_encoder(config.encoder)
-        self.head: PairHead = build_pair_head(config, lambda: self._new_encoder(config.encoder))
-        self.dropout = nn.Dropout(config.classifier_dropout)
-        self.tokenizer = None
-        self.post_init()
-
-    def encoder_modules(self) -> list[nn.Module]:
-        return [self.encoder] + self.head.encoders()
-
     # -- construction ------------------------------------------------------------------------------------------------
 
     @classmethod
@@ -147,7 +123,7 @@ class DocREForRelationExtraction(DocREPreTrainedModel):
         tokenizer=None,
         relation_names: dict[str, str] | None = None,
         **config_kwargs,
-    ) -> DocREForRelationExtraction:
+    ) -> DocREPreTrainedModel:
         """Build a DocRE model with pretrained encoder weights and a fresh head.
 
         Args:
@@ -174,12 +150,18 @@ class DocREForRelationExtraction(DocREPreTrainedModel):
             limits = [config.effective_window_size, getattr(tokenizer, "model_max_length", None)]
             limits = [int(limit) for limit in limits if limit is not None and limit < 1_000_000]
             config.window_size = min(limits) if limits else None
+        added = add_marker_tokens(tokenizer, config)
         model = cls(config)
         for target in model.encoder_modules():
             missing, unexpected = target.load_state_dict(encoder.state_dict(), strict=False)
             missing = [k for k in missing if not k.startswith("pooler.")]
             if missing:
                 raise RuntimeError(f"from_encoder: encoder weights missing after loading {encoder_name_or_path}: {missing}")
+        if added and len(tokenizer) > model.config.encoder.vocab_size:
+            # Marker tokens the vocabulary did not have (BERT's have `[unusedN]` entries, RoBERTa's do not).
+            for target in model.encoder_modules():
+                target.resize_token_embeddings(len(tokenizer))
+            model.config.encoder.vocab_size = len(tokenizer)
         model.config.encoder._name_or_path = str(encoder_name_or_path)
         model.tokenizer = tokenizer
         return model
@@ -239,6 +221,32 @@ class DocREForRelationExtraction(DocREPreTrainedModel):
                 shutil.copyfile(os.path.join(here, name), os.path.join(save_directory, name))
         if self.tokenizer is not None:
             self.tokenizer.save_pretrained(save_directory)
+
+
+
+class DocREForRelationExtraction(DocREPreTrainedModel):
+    """Document-level relation extraction: encode -> pool entities -> pair head -> loss.
+
+    The published methods are config presets (`DocREConfig(method=...)`, see `methods_docre.METHODS`): ATLOP
+    (default), the BERT baseline and two-step model of Wang et al. 2019, and KD-DocRE. Build one from a pretrained
+    encoder with [`DocREForRelationExtraction.from_encoder`], or load a trained one with `from_pretrained`.
+    `DocREModel` is the same class.
+    """
+
+    # The Trainer passes `num_items_in_batch` to forward, whose loss is then right under gradient accumulation
+    # and DDP with no `compute_loss_func`.
+    accepts_loss_kwargs = True
+
+    def __init__(self, config: DocREConfig):
+        super().__init__(config)
+        self.encoder = self._new_encoder(config.encoder)
+        self.head: PairHead = build_pair_head(config, lambda: self._new_encoder(config.encoder))
+        self.dropout = nn.Dropout(config.classifier_dropout)
+        self.tokenizer = None
+        self.post_init()
+
+    def encoder_modules(self) -> list[nn.Module]:
+        return [self.encoder] + self.head.encoders()
 
     # -- forward -----------------------------------------------------------------------------------------------------
 

@@ -62,6 +62,26 @@ def _valid_text(value):
     return True
 
 
+# `entity_marker` value for one marker pair per entity (DSDocRE).
+INDEXED_MARKERS = "indexed"
+
+
+def add_marker_tokens(tokenizer, config) -> list[str]:
+    """Make every token a DSDocRE-style model writes into its input one token of `tokenizer`: the indexed entity
+    markers, the blank and the mention-mask tokens (`config.entity_marker == "indexed"` only). Tokens already in the
+    vocabulary (BERT's `[unusedN]`) keep their ids. Returns the tokens added to the vocabulary as new ids."""
+    if config.entity_marker != INDEXED_MARKERS:
+        return []
+    tokens = [config.marker_format.format(i) for i in range(1, 2 * config.max_marked_entities + 1)]
+    tokens += [config.blank_token, config.mention_mask_token]
+    if len(set(tokens)) != len(tokens):
+        raise ValueError(f"DocREConfig: the markers, blank_token and mention_mask_token must differ (check "
+                         f"max_marked_entities={config.max_marked_entities} against {config.mention_mask_token!r})")
+    new = [token for token in tokens if token not in tokenizer.get_vocab()]
+    tokenizer.add_tokens(tokens, special_tokens=True)
+    return new
+
+
 def validate_document(document: dict, index: int | None = None, relations: Collection[str] | None = None) -> dict:
     """Check a DocRED-format document; raise [`DocREInputError`] naming the document, its index and the field.
 
@@ -189,7 +209,13 @@ class DocREFeaturizer:
         tokenizer: a fast tokenizer; byte-level BPE tokenizers (RoBERTa, ...) need `add_prefix_space=True`.
         label2id: relation label -> column (0 = NA). Required to featurize `labels`.
         entity_marker: text inserted before and after each mention (`"*"` in ATLOP); `None` for no markers, in
-            which case a mention is represented by its first sub-token.
+            which case a mention is represented by its first sub-token; `"indexed"` for one marker pair per entity
+            (DSDocRE, after Soares et al.): entity i gets `marker_format.format(2i+1)` before and
+            `marker_format.format(2i+2)` after each of its mentions (each must be one token: see
+            `add_marker_tokens`).
+        marker_format: the indexed markers' text (`"[unused{}]"`: BERT's unused vocabulary entries).
+        max_marked_entities: with indexed markers, a document with more entities is refused (it would run out of
+            marker tokens).
         cache_words: reuse word pieces across documents (default). The cache is not pickled, so `datasets.map`
             fingerprints stay stable.
         mention_spans: also give `mention_end` (for `mention_representation="span"`).
@@ -197,12 +223,14 @@ class DocREFeaturizer:
     """
 
     def __init__(self, tokenizer, label2id=None, entity_marker="*", cache_words=True, max_cached_words=1_000_000,
-                 mention_spans=False):
+                 mention_spans=False, marker_format="[unused{}]", max_marked_entities=42):
         if not getattr(tokenizer, "is_fast", False):
             raise ValueError("DocREFeaturizer needs a fast tokenizer (word alignment comes from the tokenizers library).")
         self.tokenizer = tokenizer
         self.label2id = dict(label2id) if label2id is not None else None
         self.entity_marker = entity_marker
+        self.marker_format = marker_format
+        self.max_marked_entities = max_marked_entities
         self.cache_words = cache_words
         self.mention_spans = mention_spans
         self.max_cached_words = max_cached_words
@@ -220,14 +248,30 @@ class DocREFeaturizer:
         tokenizer = tokenizer if tokenizer is not None else model.tokenizer
         if tokenizer is None:
             raise ValueError("The model has no tokenizer attached; pass `tokenizer=`.")
-        kwargs.setdefault("mention_spans", getattr(model.config, "mention_representation", "start") == "span")
-        return cls(tokenizer, label2id=model.config.label2id, entity_marker=model.config.entity_marker, **kwargs)
+        config = model.config
+        kwargs.setdefault("mention_spans", getattr(config, "mention_representation", "start") == "span")
+        if config.entity_marker == INDEXED_MARKERS:
+            kwargs.setdefault("marker_format", config.marker_format)
+            kwargs.setdefault("max_marked_entities", config.max_marked_entities)
+        return cls(tokenizer, label2id=config.label2id, entity_marker=config.entity_marker, **kwargs)
 
     # -- validation ------------------------------------------------------------------------------------------------
 
     def validate(self, document: dict, index: int | None = None) -> dict:
         """Raise [`DocREInputError`] naming the document and the field for anything the model cannot use."""
         validate_document(document, index=index, relations=self.label2id)
+        if self.entity_marker == INDEXED_MARKERS and len(document["vertexSet"]) > self.max_marked_entities:
+            raise DocREInputError(
+                f"has {len(document['vertexSet'])} entities; indexed entity markers allow at most "
+                f"{self.max_marked_entities} (config `max_marked_entities`, each entity needs 2 marker tokens)",
+                title=document.get("title"), index=index, field="vertexSet",
+            )
+
+    def marker_words(self, entity):
+        """(start marker, end marker) text of an entity: shared (`"*"`) or indexed (entity-specific)."""
+        if self.entity_marker == INDEXED_MARKERS:
+            return self.marker_format.format(2 * entity + 1), self.marker_format.format(2 * entity + 2)
+        return self.entity_marker, self.entity_marker
 
     # -- tokenization ----------------------------------------------------------------------------------------------
 
@@ -307,44 +351,54 @@ class DocREFeaturizer:
         entities = document["vertexSet"]
         marker = self.entity_marker
 
-        # Words of the document, with a marker word before each mention start and after each mention end (an end
-        # marker comes before a start marker at the same boundary). Sentences are copied in slices between boundaries.
-        starts, ends = {}, {}  # sent_id -> word positions where a mention starts / after which one ends
-        for mentions in entities:
+        # Words of the document, with marker words before each mention start and after each mention end (end markers
+        # come before start markers at the same boundary). Shared markers: one marker word per boundary; indexed
+        # markers: one per entity starting or ending there (`key` below: the entity, or None when shared).
+        indexed = marker == INDEXED_MARKERS
+        starts, ends = {}, {}  # sent_id -> {word position: entity ids whose mention starts / ends there}
+        for e, mentions in enumerate(entities):
             for mention in mentions:
-                starts.setdefault(mention["sent_id"], set()).add(mention["pos"][0])
-                ends.setdefault(mention["sent_id"], set()).add(mention["pos"][1])
+                starts.setdefault(mention["sent_id"], {}).setdefault(mention["pos"][0], set()).add(e)
+                ends.setdefault(mention["sent_id"], {}).setdefault(mention["pos"][1], set()).add(e)
         words = []
-        start_word = {}  # (sent_id, word) -> index in `words` of the word that represents a mention start
-        end_word = {}  # (sent_id, end) -> index in `words` of the word after a mention ending there
+        start_word = {}  # (sent_id, word, key) -> index in `words` of the word that represents a mention start
+        end_word = {}  # (sent_id, end, key) -> index in `words` of the word after a mention ending there
+        marker_positions = []
         for s, sentence in enumerate(sents):
             sentence_starts = starts.get(s)
             if sentence_starts is None and (marker is None or s not in ends):
                 words.extend(sentence)
                 continue
-            sentence_starts = sentence_starts or set()
-            sentence_ends = ends.get(s, set()) if marker is not None else set()
+            sentence_starts = sentence_starts or {}
+            sentence_ends = ends.get(s, {}) if marker is not None else {}
             previous = 0
-            for boundary in sorted(sentence_starts | sentence_ends):
+            for boundary in sorted(sentence_starts.keys() | sentence_ends.keys()):
                 words.extend(sentence[previous:boundary])
-                if boundary in sentence_ends:
-                    end_word[(s, boundary)] = len(words)
-                    words.append(marker)
-                if boundary in sentence_starts:
-                    start_word[(s, boundary)] = len(words)
+                ending = sorted(sentence_ends.get(boundary, ()), reverse=True) if indexed else (
+                    [None] if boundary in sentence_ends else [])
+                for key in ending:
+                    end_word[(s, boundary, key)] = len(words)
+                    marker_positions.append(len(words))
+                    words.append(self.marker_words(key)[1] if indexed else marker)
+                beginning = sorted(sentence_starts.get(boundary, ())) if indexed else (
+                    [None] if boundary in sentence_starts else [])
+                for key in beginning:
+                    start_word[(s, boundary, key)] = len(words)
                     if marker is not None:
-                        words.append(marker)
+                        marker_positions.append(len(words))
+                        words.append(self.marker_words(key)[0] if indexed else marker)
                 previous = boundary
             words.extend(sentence[previous:])
 
         input_ids, first_token = self._tokenize(words)
         word_map = None
         if with_word_map:
-            markers = [*start_word.values(), *end_word.values()] if marker is not None else []
-            word_map = _token_words(words, markers, first_token, len(input_ids))
+            word_map = _token_words(words, marker_positions, first_token, len(input_ids))
         first_token = first_token.tolist()
         last = len(input_ids) - 1
-        mention_index = [[min(first_token[start_word[(m["sent_id"], m["pos"][0])]], last) for m in mentions] for mentions in entities]
+        key = (lambda e: e) if indexed else (lambda e: None)
+        mention_index = [[min(first_token[start_word[(m["sent_id"], m["pos"][0], key(e))]], last) for m in mentions]
+                         for e, mentions in enumerate(entities)]
         features = {"title": document.get("title"), "input_ids": input_ids, "mention_index": mention_index}
         if word_map is not None:
             features["token_word"] = word_map
@@ -353,7 +407,8 @@ class DocREFeaturizer:
                 offsets = np.cumsum([0] + [len(sentence) for sentence in sents]).tolist()
                 features["mention_end"] = [[first_token[offsets[m["sent_id"]] + m["pos"][1]] for m in mentions] for mentions in entities]
             else:
-                features["mention_end"] = [[first_token[end_word[(m["sent_id"], m["pos"][1])]] for m in mentions] for mentions in entities]
+                features["mention_end"] = [[first_token[end_word[(m["sent_id"], m["pos"][1], key(e))]] for m in mentions]
+                                           for e, mentions in enumerate(entities)]
         candidates = document.get("candidate_pairs")
         if candidates is not None:
             features["pair_index"] = [list(pair) for pair in candidates]
