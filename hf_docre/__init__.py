@@ -6,7 +6,7 @@ Importing the package registers `DocREConfig` ("docre") with `AutoConfig`, the m
 
 from collections import OrderedDict
 
-from transformers import AutoConfig, AutoModel
+from transformers import AutoConfig, AutoModel, AutoModelForPreTraining
 from transformers.models.auto.auto_factory import _BaseAutoModelClass, _LazyAutoMapping, auto_class_update
 from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
 from transformers.pipelines import PIPELINE_REGISTRY
@@ -20,6 +20,7 @@ from .losses_docre import adaptive_focal_loss, adaptive_thresholding_loss, binar
 from .methods_docre import METHODS, DocREMethod, register_method
 from .modeling_docre import PIPELINE_TASK, DocREForRelationExtraction, DocREModel, DocREModelOutput, DocREPreTrainedModel
 from .pipeline_docre import DocumentRelationExtractionPipeline, SpanAlignmentError, text_to_document, to_docred_predictions
+from .pretraining_docre import DocREForDenoisingPreTraining, DocREPreTrainingOutput
 from .processing_docre import DocREDataCollator, DocREFeaturizer, DocREInputError
 from .text_docre import group_entity_spans, normalize_entity_name
 
@@ -39,6 +40,7 @@ AutoModelForDocumentRelationExtraction = auto_class_update(
 AutoConfig.register(DocREConfig.model_type, DocREConfig, exist_ok=True)
 AutoModel.register(DocREConfig, DocREForRelationExtraction, exist_ok=True)
 AutoModelForDocumentRelationExtraction.register(DocREConfig, DocREForRelationExtraction, exist_ok=True)
+AutoModelForPreTraining.register(DocREConfig, DocREForDenoisingPreTraining, exist_ok=True)
 PIPELINE_REGISTRY.register_pipeline(
     PIPELINE_TASK, pipeline_class=DocumentRelationExtractionPipeline, pt_model=AutoModel, type="text"
 )
@@ -50,7 +52,9 @@ __all__ = [
     "DocREDataCollator",
     "DocREFeaturizer",
     "DocREInputError",
+    "DocREForDenoisingPreTraining",
     "DocREForRelationExtraction",
+    "DocREPreTrainingOutput",
     "DocREMethod",
     "DocREModel",
     "DocREModelOutput",

@@ -209,11 +209,14 @@ class EntityPairBilinear(nn.Bilinear):
     The parameters are `nn.Bilinear`'s, so the two are interchangeable.
     """
 
+    def table(self, entities):
+        """entities [B, E, in] -> [B, E, E, out]: the bilinear of every ordered (head, tail) pair."""
+        projected = torch.einsum("beh,ohk->beok", entities, self.weight)  # [B, E, out, in2]
+        return torch.einsum("beok,bfk->befo", projected, entities) + self.bias
+
     def pairs(self, entities, pair_batch, heads, tails):
         """entities [B, E, in] -> [N, out] for the N pairs (pair_batch, heads, tails)."""
-        projected = torch.einsum("beh,ohk->beok", entities, self.weight)  # [B, E, out, in2]
-        table = torch.einsum("beok,bfk->befo", projected, entities)  # [B, E, E, out]: every (head, tail)
-        return table[pair_batch, heads, tails] + self.bias
+        return self.table(entities)[pair_batch, heads, tails]
 
 
 class AxialPairAttention(nn.Module):

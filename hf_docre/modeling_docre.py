@@ -109,6 +109,9 @@ class DocREPreTrainedModel(DocumentEncoderMixin, PreTrainedModel):
         encoder.set_attn_implementation(implementation)
         return encoder
 
+    # The pipeline task a saved folder names for remote code (None: the model has no pipeline).
+    pipeline_task: str | None = None
+
     def encoder_modules(self) -> list[nn.Module]:
         """Every encoder of the model (they train at the encoder's learning rate)."""
         return [self.encoder]
@@ -201,8 +204,8 @@ class DocREPreTrainedModel(DocumentEncoderMixin, PreTrainedModel):
         type(self.config).register_for_auto_class()
         # Written to config.json only: in memory it would make pipeline() insist on remote code even where
         # hf_docre is installed and its pipeline registered.
-        self.config.custom_pipelines = {
-            PIPELINE_TASK: {
+        self.config.custom_pipelines = {} if self.pipeline_task is None else {
+            self.pipeline_task: {
                 "impl": "pipeline_docre.DocumentRelationExtractionPipeline",
                 "pt": ["AutoModel"],
                 "tf": [],
@@ -236,6 +239,7 @@ class DocREForRelationExtraction(DocREPreTrainedModel):
     # The Trainer passes `num_items_in_batch` to forward, whose loss is then right under gradient accumulation
     # and DDP with no `compute_loss_func`.
     accepts_loss_kwargs = True
+    pipeline_task = PIPELINE_TASK
 
     def __init__(self, config: DocREConfig):
         super().__init__(config)
