@@ -3,9 +3,9 @@ against hand computations."""
 
 import pytest
 import torch
+from conftest import short_document
 from torch import nn
 
-from conftest import short_document
 from hf_docre import (
     DocREConfig,
     DocREDataCollator,
