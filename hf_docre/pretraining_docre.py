@@ -18,6 +18,7 @@ Batch contract (documents in 2B rows; row b and row (b + B) mod 2B are partners,
 | `detection_pairs`, `detection_labels` | [2B, G, C, 2], [2B, G] | (head, tail) groups of one positive and NA pairs |
 | `cross_detection_pairs`, `cross_detection_labels` | [B, G, C, 3], [B, G] | (side, head, tail); side 0 = row b, 1 = row b + B |
 | `alignment_query`, `alignment_candidates`, `alignment_labels` | [2B, 2], [2B, C, 2], [2B] | a pair here, pairs of the partner |
+| `document_side` | [2B], *optional* | the side each row's terms average in (default: the first half 0, the second 1); the ranker's batches are one side |
 
 Every task is a softmax over its candidates with cross-entropy (Eq. 1-4); each task's loss is, per side (row half or
 direction), the mean over its valid rows, summed over the sides (the released code's two calls), 0 when no row is
@@ -158,7 +159,9 @@ class DocREForDenoisingPreTraining(DocREPreTrainedModel):
         rows = entities.shape[0]
         row = torch.arange(rows, device=entities.device)
         partner = (row + rows // 2) % rows
-        side = (row >= rows // 2).long()
+        side = inputs.get("document_side")
+        if side is None:  # row b and its partner are the two sides of an example
+            side = (row >= rows // 2).long()
         table = self.relation_table(entities) if heads.relation_bilinear is not None else None
         results = {}
 
