@@ -35,6 +35,7 @@ from transformers.trainer_utils import get_last_checkpoint
 
 from hf_docre import METHODS, DocREConfig, DocREDataCollator, DocREFeaturizer, DocREModel
 from hf_docre.data import joined_training_documents, load_docred, write_submission
+from hf_docre.denoising import with_candidate_pairs
 from hf_docre.distillation import write_teacher_logits
 from hf_docre.model_card import DocREModelCardCallback, DocREModelCardData, push_to_hub, save_with_card
 from hf_docre.training import DocREMetrics, optimizer_cls_and_kwargs, predictions_to_official, tune_threshold
@@ -85,6 +86,10 @@ class DataArguments:
     base_model_id: str | None = field(default=None, metadata={"help": "Hub id of the encoder for the model card, when "
                                                                      "--model_name_or_path is a local folder."})
     cache_dir: str | None = field(default=None, metadata={"help": "Where the datasets builder caches the prepared data."})
+    candidate_pairs_dir: str | None = field(default=None, metadata={"help": "DSDocRE: a folder with <split>.json, a list (one entry "
+                                                                           "per document of that split's file) of the pairs to score "
+                                                                           "(examples/run_dsdocre.py writes it). Other pairs are predicted NA "
+                                                                           "and still count as misses."})
     joined_train_documents: int = field(default=0, metadata={"help": "Add this many training documents, each made of 2 to "
                                                                      "--join_max_documents random training documents joined (pairs across "
                                                                      "them are NA), so the model sees unrelated texts in one window (long documents)."})
@@ -102,6 +107,16 @@ def load_splits(data_args):
             files[split] = path
     corpus = load_docred(data_args.dataset_config, data_files=files or None, cache_dir=data_args.cache_dir, validation=data_args.validation)
     documents = {split: [dict(row) for row in corpus[split]] for split in corpus}
+    if data_args.candidate_pairs_dir:
+        for split, docs in documents.items():
+            path = os.path.join(data_args.candidate_pairs_dir, f"{split}.json")
+            if not os.path.isfile(path):
+                raise ValueError(f"--candidate_pairs_dir: no {path} for split {split!r}")
+            candidates = json.load(open(path))
+            if len(candidates) != len(docs):
+                raise ValueError(f"{path} has {len(candidates)} entries for {len(docs)} documents of split {split!r}")
+            for document, pairs in zip(docs, candidates):
+                document["candidate_pairs"] = pairs
     if data_args.validation_holdout:
         train = documents[data_args.train_split]
         documents[data_args.train_split] = train[: -data_args.validation_holdout]
@@ -272,7 +287,10 @@ def main():
         if applied:
             logger.info("Training recipe of %s (%s): %s", model.config.method, METHODS[model.config.method].recipe_source, applied)
     featurizer = DocREFeaturizer.from_model(model)
-    features = {split: featurizer.featurize(docs) for split, docs in documents.items()}
+    # With candidate pairs the model reads copies without the labels on other pairs; the metric reads the originals.
+    features = {split: featurizer.featurize([with_candidate_pairs([d], [d["candidate_pairs"]])[0] if "candidate_pairs" in d else d
+                                             for d in docs])
+                for split, docs in documents.items()}
     eval_split = data_args.validation_split
     train_features = features.get(data_args.train_split)
     if model_args.teacher_model_name_or_path and training_args.do_train:

@@ -223,3 +223,68 @@ def test_every_stage_end_to_end_with_the_stock_trainer(encoder_dirs, relation_in
         predicted = finetuned.eval().decode(finetuned(**batch).logits)
     assert predicted.shape[1] == max(len(c) for c in candidates)
     json.dumps(select_candidate_pairs(eval_rows, [len(d["vertexSet"]) for d in evaluation]))  # plain lists
+
+
+def test_pretraining_gradient_accumulation_equals_one_large_batch(pretraining_model, corpus, tmp_path):
+    """Two micro-batches of one example each (accumulated) make the same step as one batch of both. Each
+    micro-batch's task terms are means over its own valid rows (as the released code's loss / 8), so the two
+    examples are the same document pair here: the row counts then match and the step must be identical."""
+    documents, trusted = corpus
+    dataset = DocumentPairDataset(documents, trusted, build_fact_index(documents, trusted), num_samples=1, seed=5)
+    example = dataset[0]
+    collator = DenoisingPreTrainingCollator(DocREFeaturizer.from_model(pretraining_model), documents, trusted,
+                                            pretraining_model.config)
+    start = {k: v.clone() for k, v in pretraining_model.state_dict().items()}
+    steps = {}
+    for name, batch_size, accumulation in (("accumulated", 1, 2), ("one batch", 2, 1)):
+        pretraining_model.load_state_dict(start)
+        for module in pretraining_model.modules():
+            if isinstance(module, torch.nn.Dropout):
+                module.p = 0.0
+        args = TrainingArguments(tmp_path / name, per_device_train_batch_size=batch_size, gradient_accumulation_steps=accumulation,
+                                 max_steps=1, learning_rate=0.1, lr_scheduler_type="constant", report_to="none", use_cpu=True,
+                                 save_strategy="no", remove_unused_columns=False, max_grad_norm=0)
+        optimizer = torch.optim.SGD(pretraining_model.parameters(), lr=0.1)
+        Trainer(model=pretraining_model, args=args, train_dataset=[example, example], data_collator=collator,
+                optimizers=(optimizer, None)).train()
+        steps[name] = {k: v.clone() for k, v in pretraining_model.state_dict().items()}
+    pretraining_model.load_state_dict(start)
+    moved = [k for k in start if not torch.equal(start[k], steps["one batch"][k])]
+    assert moved
+    for key in moved:
+        torch.testing.assert_close(steps["accumulated"][key], steps["one batch"][key], atol=1e-6, rtol=1e-5, msg=key)
+
+
+@pytest.mark.slow
+def test_run_dsdocre_stages_then_run_docre_on_candidate_pairs(encoder_dirs, redocred_documents, tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from conftest import REL_INFO
+
+    examples = Path(__file__).resolve().parents[1] / "examples"
+    (tmp_path / "annotated.json").write_text(json.dumps(redocred_documents[160:166]))
+    (tmp_path / "distant.json").write_text(json.dumps(distant_stand_in(redocred_documents[166:176], seed=0)))
+    (tmp_path / "dev.json").write_text(json.dumps(redocred_documents[176:179]))
+    out = tmp_path / "out"
+    command = [sys.executable, str(examples / "run_dsdocre.py"), "--model_name_or_path", encoder_dirs["bert"],
+               "--relations_file", str(REL_INFO), "--train_file", str(tmp_path / "annotated.json"),
+               "--distant_file", str(tmp_path / "distant.json"), "--validation_file", str(tmp_path / "dev.json"),
+               "--output_dir", str(out), "--ranker_epochs", "1", "--pretrain_steps", "2", "--gradient_accumulation_steps", "2",
+               "--use_cpu", "--config_overrides", "emb_size=16,pretraining_relation_size=8"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert {"ranker", "scores", "candidates", "pretrain"} <= {p.name for p in out.iterdir()}
+    rerun = subprocess.run(command, capture_output=True, text=True, timeout=600)  # every stage found: skipped
+    assert rerun.returncode == 0 and "Ranker found" in rerun.stderr and "Pre-trained model found" in rerun.stderr
+    finetune = [sys.executable, str(examples / "run_docre.py"), "--model_name_or_path", str(out / "pretrain"),
+                "--candidate_pairs_dir", str(out / "candidates"), "--train_file", str(tmp_path / "annotated.json"),
+                "--validation_file", str(tmp_path / "dev.json"), "--do_train", "--do_eval", "--output_dir", str(tmp_path / "ft"),
+                "--max_steps", "2", "--use_cpu", "--report_to", "none", "--save_strategy", "no"]
+    result = subprocess.run(finetune, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    evaluation = json.loads((tmp_path / "ft" / "eval_results.json").read_text())
+    gold = sum(len({(l["h"], l["t"], l["r"]) for l in d["labels"]}) for d in redocred_documents[176:179])
+    assert evaluation["eval_num_gold"] == gold  # pairs outside the candidates still count as misses
+    assert json.loads((tmp_path / "ft" / "config.json").read_text())["method"] == "dsdocre"
