@@ -112,6 +112,11 @@ def _head_description(config):
             encoder = "the shared encoder" if config.two_step_shared_encoder else "its own encoder"
             head += f" (twice: step 1 relation / no relation with {encoder}, step 2 the relation types)"
         head += f", binary cross-entropy, global threshold {config.global_threshold:g}"
+    elif config.head_type == "bilinear_relation":
+        head = (f"indexed entity markers, {config.mention_pooling} mention pooling, relation bilinear to {config.emb_size} "
+                "features, linear classifier, binary cross-entropy over every relation and NA")
+    elif config.head_type not in ("group_bilinear", "axial"):
+        head = f"the registered pair head `{config.head_type}`, {config.loss} loss"
     else:
         head = (f"{config.mention_pooling} mention pooling, localized context pooling {'on' if config.use_context_pooling else 'off'}, "
                 f"group bilinear {config.emb_size}/{config.block_size}")
