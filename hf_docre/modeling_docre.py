@@ -245,6 +245,9 @@ class DocREForRelationExtraction(DocREPreTrainedModel):
         super().__init__(config)
         self.encoder = self._new_encoder(config.encoder)
         self.head: PairHead = build_pair_head(config, lambda: self._new_encoder(config.encoder))
+        if config.use_context_pooling and not self.head.uses_context:
+            logger.warning(f"DocREConfig: use_context_pooling=True has no effect with the pair head {config.head_type!r}, "
+                           "which reads no localized context.")
         self.dropout = nn.Dropout(config.classifier_dropout)
         self.tokenizer = None
         self.post_init()
