@@ -159,3 +159,16 @@ def test_a_new_pair_head_needs_only_the_registry(encoder_dirs, relation_info, re
         PAIR_HEADS.pop("toy_dot", None)
     with pytest.raises(ValueError, match="unknown pair head 'toy_dot'"):
         build(encoder_dirs, relation_info, "atlop", "bert", pair_head="toy_dot")
+
+
+def test_the_readme_methods_table_lists_every_registered_method():
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    table = readme.split("| `method` | paper | what it sets |", 1)[1].split("\n\n", 1)[0]
+    listed = re.findall(r"^\| `([a-z-]+)`", table, flags=re.M)
+    assert sorted(listed) == sorted(METHODS)
+    for name, method in METHODS.items():
+        row = next(line for line in table.splitlines() if line.startswith(f"| `{name}`"))
+        assert method.paper.split(",")[0] in row, (name, method.paper)  # "Zhou et al. 2021", ...
