@@ -220,28 +220,6 @@ class DocREConfig(PretrainedConfig):
             kwargs["label2id"] = {label: i for i, label in enumerate(labels)}
         self.relation_names = dict(relation_names or {})
 
-        if mention_pooling not in _POOLINGS:
-            raise ValueError(f"DocREConfig: `mention_pooling` must be one of {_POOLINGS}, got {mention_pooling!r}.")
-        if loss not in _LOSSES:
-            raise ValueError(f"DocREConfig: `loss` must be one of {_LOSSES}, got {loss!r}.")
-        if pair_head == "group_bilinear" and emb_size % block_size != 0:
-            raise ValueError(f"DocREConfig: `emb_size` ({emb_size}) must be a multiple of `block_size` ({block_size}).")
-        for name, value, allowed in (
-            ("mention_representation", mention_representation, _MENTION_REPRESENTATIONS),
-            ("distillation_loss", distillation_loss, _DISTILLATION_LOSSES),
-            ("focal_positive_weight", focal_positive_weight, ("paper", "released_code")),
-            ("distant_pairs", distant_pairs, _DISTANT_PAIRS),
-        ):
-            if value not in allowed:
-                raise ValueError(f"DocREConfig: `{name}` must be one of {allowed}, got {value!r}.")
-        if mention_representation == "span" and mention_pooling != "mean":
-            raise ValueError("DocREConfig: `mention_representation='span'` averages the mentions' tokens; it needs `mention_pooling='mean'`.")
-        if two_step and loss != "bce":
-            raise ValueError("DocREConfig: `two_step=True` trains both steps with binary cross-entropy; use `loss='bce'`.")
-        if not isinstance(pair_head, str) or not pair_head:
-            raise ValueError(f"DocREConfig: `pair_head` must be the name of a registered pair head, got {pair_head!r}.")
-        if axial_attention and pair_head != "group_bilinear":
-            raise ValueError("DocREConfig: `axial_attention` works on the group-bilinear pair representation.")
         self.mention_pooling = mention_pooling
         self.use_context_pooling = use_context_pooling
         self.emb_size = emb_size
@@ -268,12 +246,7 @@ class DocREConfig(PretrainedConfig):
         self.distillation_loss = distillation_loss
         self.distillation_weight = distillation_weight
         self.distant_pairs = distant_pairs
-        if alignment_distance not in ("abs", "square"):
-            raise ValueError(f"DocREConfig: `alignment_distance` must be 'abs' (paper) or 'square' (released code), got {alignment_distance!r}.")
         tasks = list(PRETRAINING_TASKS if pretraining_tasks is None else pretraining_tasks)
-        unknown = [task for task in tasks if task not in PRETRAINING_TASKS]
-        if unknown:
-            raise ValueError(f"DocREConfig: unknown `pretraining_tasks` {unknown}; tasks: {PRETRAINING_TASKS}.")
         self.marker_format = marker_format
         self.max_marked_entities = max_marked_entities
         self.blank_token = blank_token
@@ -283,12 +256,40 @@ class DocREConfig(PretrainedConfig):
         self.pretraining_task_weights = {task: float((pretraining_task_weights or {}).get(task, 1.0)) for task in tasks}
         self.alignment_distance = alignment_distance
         self.pretraining_relation_size = pretraining_relation_size
+        self._validate()
         super().__init__(**kwargs)
         if self.id2label is None or 0 not in self.id2label:
             self.id2label = {0: NA_LABEL, 1: "relation"}
             self.label2id = {NA_LABEL: 0, "relation": 1}
         if self.label2id is None:
             self.label2id = {label: int(i) for i, label in self.id2label.items()}
+
+    def _validate(self):
+        """Raise a ValueError naming the option for a value or a combination the models cannot use."""
+        for name, allowed in (
+            ("mention_pooling", _POOLINGS),
+            ("loss", _LOSSES),
+            ("mention_representation", _MENTION_REPRESENTATIONS),
+            ("distillation_loss", _DISTILLATION_LOSSES),
+            ("focal_positive_weight", ("paper", "released_code")),
+            ("distant_pairs", _DISTANT_PAIRS),
+            ("alignment_distance", ("abs", "square")),
+        ):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"DocREConfig: `{name}` must be one of {allowed}, got {getattr(self, name)!r}.")
+        if self.pair_head == "group_bilinear" and self.emb_size % self.block_size != 0:
+            raise ValueError(f"DocREConfig: `emb_size` ({self.emb_size}) must be a multiple of `block_size` ({self.block_size}).")
+        if self.mention_representation == "span" and self.mention_pooling != "mean":
+            raise ValueError("DocREConfig: `mention_representation='span'` averages the mentions' tokens; it needs `mention_pooling='mean'`.")
+        if self.two_step and self.loss != "bce":
+            raise ValueError("DocREConfig: `two_step=True` trains both steps with binary cross-entropy; use `loss='bce'`.")
+        if not isinstance(self.pair_head, str) or not self.pair_head:
+            raise ValueError(f"DocREConfig: `pair_head` must be the name of a registered pair head, got {self.pair_head!r}.")
+        if self.axial_attention and self.pair_head != "group_bilinear":
+            raise ValueError("DocREConfig: `axial_attention` works on the group-bilinear pair representation.")
+        unknown = [task for task in self.pretraining_tasks if task not in PRETRAINING_TASKS]
+        if unknown:
+            raise ValueError(f"DocREConfig: unknown `pretraining_tasks` {unknown}; tasks: {PRETRAINING_TASKS}.")
 
     @property
     def head_type(self):
