@@ -141,16 +141,19 @@ def _entity_name(mentions):
     return normalize_entity_name(mentions[0]["name"])
 
 
-def build_fact_index(documents: Sequence[dict], trusted: Sequence[set]) -> dict:
-    """{(head name, tail name, relation): [(document, head, tail), ...]} of trusted distant labels, for keys found in
-    at least 2 documents. Entities are identified across documents by their normalised first-mention name (the
-    released code's KB-based index file is not available; see the notes)."""
+def build_fact_index(documents: Sequence[dict], trusted: Sequence[set], with_relation: bool = False) -> dict:
+    """{(head name, tail name): [(document, head, tail), ...]} of trusted distant labels, for keys found in at least 2
+    documents. Entities are identified across documents by their normalised first-mention name: the released code
+    keys its index by the entity pair (most likely the KB pair; its index file is not available). With
+    `with_relation=True` the key also holds the relation (stricter: far fewer shared facts)."""
     index = {}
     for d, (document, good) in enumerate(zip(documents, trusted)):
         entities = document["vertexSet"]
         for label in document.get("labels") or []:
             if (label["h"], label["t"]) in good:
-                key = (_entity_name(entities[label["h"]]), _entity_name(entities[label["t"]]), label["r"])
+                key = (_entity_name(entities[label["h"]]), _entity_name(entities[label["t"]]))
+                if with_relation:
+                    key += (label["r"],)
                 index.setdefault(key, []).append((d, label["h"], label["t"]))
     return {key: sorted(set(items)) for key, items in index.items() if len({d for d, _, _ in items}) >= 2}
 
