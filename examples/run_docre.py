@@ -288,8 +288,8 @@ def main():
             logger.info("Training recipe of %s (%s): %s", model.config.method, METHODS[model.config.method].recipe_source, applied)
     featurizer = DocREFeaturizer.from_model(model)
     # With candidate pairs the model reads copies without the labels on other pairs; the metric reads the originals.
-    features = {split: featurizer.featurize([with_candidate_pairs([d], [d["candidate_pairs"]])[0] if "candidate_pairs" in d else d
-                                             for d in docs])
+    features = {split: featurizer.featurize([with_candidate_pairs([d], [d["candidate_pairs"]])[0]
+                                             if d.get("candidate_pairs") is not None else d for d in docs])
                 for split, docs in documents.items()}
     eval_split = data_args.validation_split
     train_features = features.get(data_args.train_split)
