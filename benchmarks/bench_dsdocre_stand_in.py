@@ -19,7 +19,6 @@ import argparse
 import json
 import os
 import random
-import resource
 import subprocess
 import sys
 import time
@@ -74,9 +73,14 @@ def main():
     # Pre-training in its own process, for its throughput and peak memory.
     command = [python, str(REPO / "examples" / "run_dsdocre.py"), *common, "--stage", "pretrain", "--pretrain_steps",
                str(args.pretrain_steps), "--gradient_accumulation_steps", "4"]
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    seconds["pretrain"] = run(command, out / "pretrain.log")
-    peak_mb = max(before, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss) / 1024
+    ran = not (stages / "pretrain" / "model.safetensors").exists()
+    with open(out / "pretrain.log", "w") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "TOKENIZERS_PARALLELISM": "false"})
+        _, status, usage = os.wait4(process.pid, 0)  # this child's own peak RSS (KiB on Linux)
+    if os.waitstatus_to_exitcode(status) != 0:
+        sys.exit(f"pre-training failed: see {out / 'pretrain.log'}")
+    peak_mb = usage.ru_maxrss / 1024 if ran else float("nan")  # a reused model: not measured in this run
+    seconds["pretrain"] = json.loads((stages / "pretrain" / "pretrain_results.json").read_text())["train_runtime"]
     pretrain_documents = args.pretrain_steps * 4 * 2 * 2  # steps x accumulation x pairs x 2 documents
 
     # Precision of the distant labels against the clean copy, before and after denoising.
@@ -114,7 +118,8 @@ def main():
     print(f"\ndistant labels: precision {100 * precision_before:.1f}% ({len(noisy)} labels) -> trusted top-{args.trusted_pairs}: "
           f"{100 * precision_after:.1f}% ({len(kept)} labels)")
     print(f"pre-training: {pretrain_documents} document encodings in {seconds['pretrain']:.0f} s "
-          f"({pretrain_documents / seconds['pretrain']:.1f} documents/s incl. start-up), peak RSS {peak_mb:.0f} MB")
+          f"({pretrain_documents / seconds['pretrain']:.1f} documents/s, forward and backward), peak RSS {peak_mb:.0f} MB "
+          "(nan: the pre-trained model was reused, delete it to measure)")
 
 
 if __name__ == "__main__":
