@@ -63,6 +63,9 @@ class ModelArguments:
                                                                                    "teacher whose logits on the training data the student learns from."})
     teacher_logits_dir: str | None = field(default=None, metadata={"help": "Where the teacher's logits are stored (resumable); "
                                                                            "default: <output_dir>/teacher_logits."})
+    transfer_relation_bilinear: bool = field(default=False, metadata={"help": "DSDocRE: starting from a pre-training folder, also "
+                                                                               "take its relation bilinear for the head (the released "
+                                                                               "code starts the head afresh)."})
     license: str | None = field(default=None, metadata={"help": "Licence of the trained model for its card (e.g. apache-2.0, mit); "
                                                                 "mind the encoder's and the data's licences. Default: none written."})
 
@@ -156,6 +159,8 @@ def build_model(model_args):
     path = model_args.model_name_or_path
     overrides = parse_config_overrides(model_args.config_overrides)
     if is_saved_docre_model(path):
+        if model_args.transfer_relation_bilinear:
+            overrides["transfer_relation_bilinear"] = True
         return DocREModel.from_pretrained(path, **overrides)
     if not model_args.relations_file:
         raise ValueError("A new model needs --relations_file (a rel_info.json-style {code: name} map).")

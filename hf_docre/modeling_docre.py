@@ -170,8 +170,19 @@ class DocREPreTrainedModel(DocumentEncoderMixin, PreTrainedModel):
         return model
 
     @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
-        kwargs.setdefault("key_mapping", LEGACY_KEY_MAPPING)
+    def from_pretrained(cls, pretrained_model_name_or_path, *model_args, transfer_relation_bilinear: bool = False, **kwargs):
+        """`PreTrainedModel.from_pretrained`, plus: folders saved by hf_docre 0.1 load (their head keys are mapped),
+        and the tokenizer saved with the model is attached as `model.tokenizer`.
+
+        Args:
+            transfer_relation_bilinear (`bool`): loading a DSDocRE pre-training folder into the relation-extraction
+                model, also take its Bilinear_E as the `bilinear_relation` head's (the released code starts the head
+                afresh: the default). Needs `emb_size == pretraining_relation_size`.
+        """
+        mapping = dict(LEGACY_KEY_MAPPING)
+        if transfer_relation_bilinear:
+            mapping[r"^pretraining_heads\.relation_bilinear\."] = "head.relation_bilinear."
+        kwargs.setdefault("key_mapping", mapping)
         loaded = super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
         model = loaded[0] if isinstance(loaded, tuple) else loaded  # output_loading_info=True gives (model, info)
         if hasattr(model.config, "custom_pipelines"):

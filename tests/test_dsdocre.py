@@ -256,3 +256,14 @@ def test_ranker_scores_are_batch_independent(encoder_dirs, relation_info, redocr
             alone = ranker.score_pairs(**{k: single[k] for k in keep})[0]
             torch.testing.assert_close(together[b, : alone.shape[0]], alone, atol=1e-5, rtol=1e-4)
             assert torch.isinf(together[b, alone.shape[0]:]).all()
+
+
+def test_the_pretrained_relation_bilinear_can_start_the_fine_tuning_head(tmp_path):
+    pretraining = tiny_pretraining_model(emb_size=6).float()
+    pretraining.save_pretrained(tmp_path / "pretrained")
+    weight = pretraining.pretraining_heads.relation_bilinear.weight
+    fresh = DocREModel.from_pretrained(tmp_path / "pretrained")
+    assert not torch.equal(fresh.head.relation_bilinear.weight, weight)  # the released code's default: a fresh head
+    transferred = DocREModel.from_pretrained(tmp_path / "pretrained", transfer_relation_bilinear=True)
+    assert torch.equal(transferred.head.relation_bilinear.weight, weight)
+    assert torch.equal(transferred.head.relation_bilinear.bias, pretraining.pretraining_heads.relation_bilinear.bias)
