@@ -215,6 +215,21 @@ def _negatives(labelled, rng, count):
     return np.stack([heads[picks], tails[picks]], -1)
 
 
+def _detection_groups(positives, labelled, rng, groups, size):
+    """`groups` groups of `size` pairs, one drawn from `positives` at a random slot and the others without any label:
+    ([groups, size, 2] pairs, [groups] gold slots, -100 where the document has no positive or no unlabelled pair)."""
+    pairs = np.zeros((groups, size, 2), dtype=np.int64)
+    labels = np.full(groups, -100, dtype=np.int64)
+    for g in range(groups):
+        negatives = _negatives(labelled, rng, size)
+        if not positives or negatives is None:
+            continue
+        slot = int(rng.integers(size))
+        negatives[slot] = positives[int(rng.integers(len(positives)))]
+        pairs[g], labels[g] = negatives, slot
+    return pairs, labels
+
+
 class RankerCollator:
     """Batches for training the pre-denoising ranker (Sec. 3.3; released code): per annotated document, `groups`
     groups of one related pair (drawn from the gold labels, so a pair with several relations is drawn more often)
@@ -236,13 +251,7 @@ class RankerCollator:
         for d, document in enumerate(documents):
             gold = [(label["h"], label["t"]) for label in document.get("labels") or []]
             labelled = _pair_grid(document, len(document["vertexSet"]))
-            for g in range(self.groups):
-                negatives = _negatives(labelled, rng, size)
-                if not gold or negatives is None:
-                    continue
-                slot = int(rng.integers(size))
-                negatives[slot] = gold[int(rng.integers(len(gold)))]
-                pairs[d, g], labels[d, g] = negatives, slot
+            pairs[d], labels[d] = _detection_groups(gold, labelled, rng, self.groups, size)
         batch.pop("pair_index", None)
         batch["detection_pairs"] = torch.from_numpy(pairs)
         batch["detection_labels"] = torch.from_numpy(labels)
@@ -425,14 +434,7 @@ class DenoisingPreTrainingCollator:
         info = [self._positives_and_grid(d) for d in rows]
         for r in range(2 * half):
             good, grid = info[r]
-            rng = rngs[r % half]
-            for g in range(G):
-                negatives = _negatives(grid, rng, C)
-                if not good or negatives is None:
-                    continue
-                slot = int(rng.integers(C))
-                negatives[slot] = good[int(rng.integers(len(good)))]
-                pairs[r, g], labels[r, g] = negatives, slot
+            pairs[r], labels[r] = _detection_groups(good, grid, rngs[r % half], G, C)
         for b in range(half):
             (good_a, grid_a), (good_b, grid_b) = info[b], info[b + half]
             rng = rngs[b]

@@ -47,6 +47,16 @@ ATLOP_RECIPE = {
     "warmup_steps": 0.06, "adam_epsilon": 1e-6, "max_grad_norm": 1.0, "lr_scheduler_type": "linear",
 }
 
+# Wang et al. 2019, the BERT baseline (the two-step model is this twice): no markers, entity = mean of its mentions'
+# tokens, projection to 128, bilinear classifier, BCE with a global threshold.
+WANG_2019_PRESET = {
+    "entity_marker": None, "mention_representation": "span", "mention_pooling": "mean",
+    "use_context_pooling": False, "pair_head": "bilinear", "emb_size": 128, "loss": "bce",
+    "max_relations_per_pair": 0,
+}
+WANG_2019_RECIPE = {"learning_rate": 1e-5, "head_learning_rate": 1e-5}
+WANG_2019_RECIPE_SOURCE = "Wang et al. 2019 Sec. 3.2 (learning rate 1e-5; batch size and epochs not given)"
+
 METHODS: dict[str, DocREMethod] = {}
 
 
@@ -86,13 +96,9 @@ register_method(DocREMethod(
         "dimension; a bilinear layer scores every relation of a pair with binary cross-entropy, decoded with a "
         "global threshold tuned on dev data."
     ),
-    preset={
-        "entity_marker": None, "mention_representation": "span", "mention_pooling": "mean",
-        "use_context_pooling": False, "pair_head": "bilinear", "emb_size": 128, "loss": "bce",
-        "max_relations_per_pair": 0,
-    },
-    recipe={"learning_rate": 1e-5, "head_learning_rate": 1e-5},
-    recipe_source="Wang et al. 2019 Sec. 3.2 (learning rate 1e-5; batch size and epochs not given)",
+    preset=WANG_2019_PRESET,
+    recipe=WANG_2019_RECIPE,
+    recipe_source=WANG_2019_RECIPE_SOURCE,
 ))
 
 register_method(DocREMethod(
@@ -105,13 +111,9 @@ register_method(DocREMethod(
         "no-relation pairs sub-sampled 3:1 in each batch); step 2 names the relations of the pairs step 1 accepts "
         "(trained on related pairs only). Each step is the BERT baseline's architecture."
     ),
-    preset={
-        "entity_marker": None, "mention_representation": "span", "mention_pooling": "mean",
-        "use_context_pooling": False, "pair_head": "bilinear", "emb_size": 128, "loss": "bce",
-        "max_relations_per_pair": 0, "two_step": True,
-    },
-    recipe={"learning_rate": 1e-5, "head_learning_rate": 1e-5},
-    recipe_source="Wang et al. 2019 Sec. 3.2 (learning rate 1e-5; batch size and epochs not given)",
+    preset={**WANG_2019_PRESET, "two_step": True},  # each step is the baseline's architecture
+    recipe=WANG_2019_RECIPE,
+    recipe_source=WANG_2019_RECIPE_SOURCE,
 ))
 
 register_method(DocREMethod(
