@@ -2,11 +2,12 @@
 
 Loaded through ``trust_remote_code`` from a saved model folder (flat sibling; torch/transformers only).
 
-Inputs: a DocRED-format document (`sents`, `vertexSet`, ...); or `{"text": str, "entities": [...]}` with entities
-either as `{"mentions": [[char_start, char_end], ...], "type": str}` or as the flat span list NER tools give
-(`{"start", "end", "label"}`, optional `"entity_id"`; grouped into entities by id, else by name), plus optional
-`sentences` / `words` (your own segmentation) and `title`; a list of either; or a `datasets.Dataset` of DocRED-format
-rows (batched, with a progress bar). A plain string is an error that says what to pass.
+Inputs: raw text (a string; a recogniser finds the entities, see `entities_docre.py`); `{"text": str, "entities":
+[...]}` with entities either as `{"mentions": [[char_start, char_end], ...], "type": str}` or as the flat span list
+NER tools give (`{"start", "end", "label"}`, optional `"entity_id"`; grouped into entities by id, else by name,
+acronym and surname), plus optional `sentences` / `words` (your own segmentation) and `title` (without
+`entities`, the recogniser runs); a DocRED-format document (`sents`, `vertexSet`, ...); a list of any of these; or a
+`datasets.Dataset` of DocRED-format or `text` rows (batched, with a progress bar).
 
 Output per document: a list of relations, best first, each
 `{"head": {"index", "name", "type", "mentions"}, "tail": {...}, "relation": name, "relation_id": code,
@@ -31,13 +32,15 @@ import torch
 from transformers import Pipeline
 
 from .decoding_docre import decode_relations, relation_scores, select_by_score
+from .entities_docre import recognize_entities, resolve_recognizer
 from .processing_docre import DocREDataCollator, DocREFeaturizer, feature_pairs
-from .text_docre import SpanAlignmentError, text_to_document
+from .render_docre import render
+from .text_docre import SpanAlignmentError, sentence_spans, text_to_document
 
 __all__ = ["DocumentRelationExtractionPipeline", "SpanAlignmentError", "text_to_document", "to_docred_predictions"]
 
 _OPTIONS = ("max_relations_per_pair", "threshold", "top_k", "return_context", "context_words", "snap_spans",
-            "sentence_splitter", "errors")
+            "sentence_splitter", "errors", "recognizer", "label_map", "mention_grouping", "return_document", "html")
 
 
 def to_docred_predictions(outputs: Sequence) -> list:
@@ -79,6 +82,15 @@ class DocumentRelationExtractionPipeline(Pipeline):
         snap_spans (`bool`), sentence_splitter (callable): for text inputs (see `text_to_document`).
         errors (`str`): `"raise"` (default) stops at a bad document with an error naming it and the field; `"skip"`
             gives None as that document's result, warns with the reason, and keeps every other result.
+        recognizer: for raw text, the entity recogniser: a spaCy `Language`, a transformers token-classification
+            pipeline, a callable `text -> [{start, end, label}]`, `"rules"` or `"spacy:<model>"`. Default: spaCy's
+            `en_core_web_sm` (`pip install "hf_docre[text]"`); without it, an error says what to install or pass.
+        label_map (`dict`): recogniser label -> entity type, over `ENTITY_LABEL_MAP` (None drops the label).
+        mention_grouping: the rules that group flat spans into entities (default `("name", "acronym", "surname")`,
+            see `group_entity_spans`).
+        return_document (`bool`): return `{"document", "relations"}` per document, the document being the processed
+            one (words, sentences, entities with character offsets for text input): what `render()` draws.
+        html (`str`): write a self-contained HTML page of this call's documents and relations to this path.
     """
 
     def __init__(self, model, tokenizer=None, **kwargs):
@@ -114,9 +126,12 @@ class DocumentRelationExtractionPipeline(Pipeline):
         preprocess, forward, postprocess = {}, {}, {}
         if kwargs.get("errors") not in (None, "raise", "skip"):
             raise ValueError(f"errors must be 'raise' or 'skip', got {kwargs['errors']!r}")
-        for name in ("snap_spans", "sentence_splitter", "errors"):
+        for name in ("snap_spans", "sentence_splitter", "errors", "recognizer", "label_map", "mention_grouping"):
             if kwargs.get(name) is not None:
                 preprocess[name] = kwargs[name]
+        for name in ("return_document", "html"):
+            if kwargs.get(name) is not None:
+                postprocess[name] = kwargs[name]
         if kwargs.get("return_context") is not None:
             preprocess["return_context"] = forward["return_context"] = postprocess["return_context"] = kwargs["return_context"]
         for name in ("max_relations_per_pair", "threshold", "top_k", "context_words"):
@@ -125,12 +140,23 @@ class DocumentRelationExtractionPipeline(Pipeline):
         return preprocess, forward, postprocess
 
     def __call__(self, inputs, **kwargs):
-        if hasattr(inputs, "column_names"):  # a datasets.Dataset of DocRED-format rows
-            return list(self.get_iterator(inputs, 0, kwargs.pop("batch_size", None) or self._batch_size or 8,
-                                          *self._merged_parameters(kwargs), progress=True))
-        if isinstance(inputs, str):
-            _input_error(inputs)
-        return super().__call__(inputs, **kwargs)
+        html = kwargs.pop("html", None) or self._postprocess_params.get("html")
+        keep_documents = kwargs.get("return_document", self._postprocess_params.get("return_document", False))
+        if html:
+            kwargs["return_document"] = True
+        if hasattr(inputs, "column_names"):  # a datasets.Dataset of DocRED-format or text rows
+            results = list(self.get_iterator(inputs, 0, kwargs.pop("batch_size", None) or self._batch_size or 8,
+                                             *self._merged_parameters(kwargs), progress=True))
+        else:
+            results = super().__call__(inputs, **kwargs)
+        if html:
+            single = isinstance(results, dict)
+            listed = [results] if single else results
+            render([r for r in listed if r is not None], path=html)
+            if not keep_documents:
+                listed = [r["relations"] if r is not None else None for r in listed]
+                results = listed[0] if single else listed
+        return results
 
     def _merged_parameters(self, kwargs):
         preprocess, forward, postprocess = self._sanitize_parameters(**kwargs)
@@ -139,16 +165,40 @@ class DocumentRelationExtractionPipeline(Pipeline):
 
     # -- steps ---------------------------------------------------------------------------------------------------
 
-    def preprocess(self, inputs, snap_spans=False, sentence_splitter=None, return_context=False, errors="raise"):
+    def _resolved_recognizer(self, recognizer):
+        """The recogniser object for a `recognizer` option (the default and named ones are loaded once)."""
+        if recognizer is not None and not isinstance(recognizer, str):
+            return resolve_recognizer(recognizer)
+        cache = self.__dict__.setdefault("_recognizers", {})
+        if recognizer not in cache:
+            cache[recognizer] = resolve_recognizer(recognizer)
+        return cache[recognizer]
+
+    def preprocess(self, inputs, snap_spans=False, sentence_splitter=None, return_context=False, errors="raise",
+                   recognizer=None, label_map=None, mention_grouping=("name", "acronym", "surname")):
         try:
+            if isinstance(inputs, str):
+                inputs = {"text": inputs}
             if not isinstance(inputs, dict):
                 _input_error(inputs)
             if "sents" in inputs:
                 document = {k: v for k, v in inputs.items() if k != "labels"}
             elif "text" in inputs:
+                entities, snap = inputs.get("entities"), snap_spans
+                if entities is None:  # raw text: the recogniser finds the entities (an explicit [] means none)
+                    text = inputs["text"]
+                    if not isinstance(text, str):
+                        raise SpanAlignmentError(f"`text` must be a string, got {type(text).__name__}")
+                    sentences = inputs.get("sentences")
+                    if sentences is None and sentence_splitter is not None:
+                        sentences = sentence_splitter(text)
+                    entities = recognize_entities(self._resolved_recognizer(recognizer), text,
+                                                  sentence_spans(text, sentences), label_map)
+                    snap = True  # a recogniser's spans may cut words (sub-word tokens): widened to the words
                 document = text_to_document(
-                    inputs["text"], inputs.get("entities") or [], inputs.get("title"), snap_spans,
+                    inputs["text"], entities, inputs.get("title"), snap,
                     sentences=inputs.get("sentences"), words=inputs.get("words"), sentence_splitter=sentence_splitter,
+                    mention_grouping=mention_grouping,
                 )
             else:
                 _input_error(inputs)
@@ -173,7 +223,7 @@ class DocumentRelationExtractionPipeline(Pipeline):
         return {"logits": output.logits, "context_weights": output.context_weights, "inputs": inputs}
 
     def postprocess(self, model_outputs, max_relations_per_pair=None, threshold=None, top_k=None, return_context=False,
-                    context_words=5):
+                    context_words=5, return_document=False, html=None):
         inputs = model_outputs["inputs"]
         if model_outputs["logits"] is None:
             return [_skipped(reason) for reason in inputs.documents]
@@ -221,7 +271,7 @@ class DocumentRelationExtractionPipeline(Pipeline):
                 if context_weights is not None:
                     item["context"] = _context_words(context_weights[b, p], feature["token_word"], words, context_words)
                 relations.append(item)
-            results.append(relations)
+            results.append({"document": document, "relations": relations} if return_document else relations)
         return results
 
     def run_single(self, inputs, preprocess_params, forward_params, postprocess_params):
@@ -320,14 +370,8 @@ def _skipped(reason):
 
 
 def _input_error(inputs):
-    if isinstance(inputs, str):
-        raise ValueError(
-            "doc-relation-extraction: a plain string has no entities. Pass {'text': ..., 'entities': [...]} with "
-            "entities as NER spans ({'start', 'end', 'label'}, e.g. from spaCy or a token-classification pipeline) "
-            "or as {'mentions': [[start, end], ...], 'type': ...}; or a DocRED-format document (sents, vertexSet)."
-        )
     keys = sorted(inputs) if isinstance(inputs, dict) else type(inputs).__name__
     raise ValueError(
-        f"doc-relation-extraction: cannot read an input with {keys}: pass a DocRED-format document (sents, vertexSet) "
-        "or {'text': ..., 'entities': [...]}."
+        f"doc-relation-extraction: cannot read an input with {keys}: pass a string (raw text; entities found by the "
+        "recognizer), {'text': ..., 'entities': [...]} or a DocRED-format document (sents, vertexSet)."
     )

@@ -194,14 +194,58 @@ def _span_fields(span, index):
     return int(start), int(end), label or "", span.get("text", span.get("word")), span.get("entity_id")
 
 
-def group_entity_spans(text: str, spans: Iterable) -> list[dict]:
+MENTION_GROUPING_RULES = ("exact", "name", "acronym", "surname")
+_NAME_STOPWORDS = {"of", "the", "and", "for", "de", "la", "le", "du", "des", "del", "der", "von", "van", "in", "on", "at", "to", "&"}
+_PERSON_TITLES = {"mr", "mrs", "ms", "miss", "dr", "prof", "sir", "dame", "lord", "lady", "st", "president", "king", "queen",
+                  "pope", "saint", "gen", "general", "sen", "senator", "rep", "gov", "governor", "rev", "capt", "col"}
+
+
+def _acronyms(name):
+    """Acronyms a multi-word name may be written as: the initials of its capitalised words, with and without the
+    initials of its stop words ("Bank of America" -> BA, BOA)."""
+    words = re.findall(r"[^\W\d_][\w'-]*", name)
+    if len(words) < 2:
+        return set()
+    content = "".join(w[0] for w in words if w.casefold() not in _NAME_STOPWORDS and w[0].isupper())
+    every = "".join(w[0] for w in words)
+    return {a.upper() for a in (content, every) if len(a) >= 2}
+
+
+def _acronym_form(name):
+    """"U.N." / "UN" -> "UN" when the name is written as an acronym (2-6 capitals, dots allowed), else None."""
+    compact = name.replace(".", "").replace(" ", "")
+    return compact if 2 <= len(compact) <= 6 and compact.isalpha() and compact.isupper() else None
+
+
+def _person_name_words(name):
+    words = [w for w in re.findall(r"[^\W\d_][\w'-]*", name)]
+    while words and words[0].casefold().rstrip(".") in _PERSON_TITLES:
+        words = words[1:]
+    return words
+
+
+def group_entity_spans(text: str, spans: Iterable, rules: Sequence[str] = ("name", "acronym", "surname"),
+                       person_labels: Iterable[str] = ("PER", "PERSON")) -> list[dict]:
     """Flat NER spans -> entities `[{"mentions": [[start, end], ...], "type", "name"}]`.
 
-    Spans with an `entity_id` are grouped by it; the others by (normalised name, label), the name being the span's
-    text in `text` (`normalize_entity_name`). Whitespace at a span's edges is trimmed; a span given twice counts
-    once. Entities are ordered by their first mention, mentions by position; the type is the most frequent label
-    of the mentions, the name the first mention's text.
+    Spans with an `entity_id` are grouped by it and by nothing else. The other spans are grouped by `rules`, in
+    this order:
+
+    - `"exact"`: the same text and label; `"name"`: the same [`normalize_entity_name`] and label ("U.S." = "US",
+      "the Beatles" = "Beatles"). Without either, every span is an entity of its own.
+    - `"acronym"`: a name written as 2-6 capitals ("UN", "U.N.") joins the one entity with the same label whose
+      name has those initials ("United Nations"; "Bank of America" gives both "BA" and "BOA").
+    - `"surname"`: a one-word person name ("Doe", "Dr. Doe"; titles are ignored) joins the one multi-word person
+      entity whose last word it is ("Jane Doe"). Person labels: `person_labels`.
+
+    The last two rules never merge when two or more entities match (an ambiguous acronym or surname stays an
+    entity of its own). Whitespace at a span's edges is trimmed; a span given twice counts once. Entities are
+    ordered by their first mention, mentions by position; the type is the most frequent label of the mentions,
+    the name the first mention's text.
     """
+    unknown = sorted(set(rules) - set(MENTION_GROUPING_RULES))
+    if unknown:
+        raise ValueError(f"unknown mention grouping rule(s) {unknown}; the rules are {list(MENTION_GROUPING_RULES)}")
     groups = {}
     for index, span in enumerate(spans):
         start, end, label, _, entity_id = _span_fields(span, index)
@@ -213,10 +257,64 @@ def group_entity_spans(text: str, spans: Iterable) -> list[dict]:
             end -= 1
         if start == end:
             raise SpanAlignmentError(f"entities[{index}] covers only whitespace")
-        key = ("id", entity_id) if entity_id is not None else ("name", normalize_entity_name(text[start:end]), label)
+        if entity_id is not None:
+            key = ("id", entity_id)
+        elif "name" in rules:
+            key = ("name", normalize_entity_name(text[start:end]), label)
+        elif "exact" in rules:
+            key = ("exact", text[start:end], label)
+        else:
+            key = ("span", start, end, label)
         groups.setdefault(key, []).append((start, end, label))
+
+    keys = list(groups)
+    parent = {key: key for key in keys}
+
+    def find(key):
+        while parent[key] != key:
+            parent[key] = parent[parent[key]]
+            key = parent[key]
+        return key
+
+    def name_of(key):
+        start, end, _ = min(groups[key])
+        return text[start:end]
+
+    def label_of(key):
+        labels = [label for _, _, label in groups[key]]
+        return max(dict.fromkeys(labels), key=labels.count)
+
+    linkable = [key for key in keys if key[0] != "id"]
+    if "acronym" in rules:
+        expansions = {}
+        for key in linkable:
+            for acronym in _acronyms(name_of(key)):
+                expansions.setdefault((acronym, label_of(key)), []).append(key)
+        for key in linkable:
+            acronym = _acronym_form(name_of(key))
+            matches = [k for k in expansions.get((acronym, label_of(key)), []) if k != key] if acronym else []
+            if len({find(k) for k in matches}) == 1:
+                parent[find(key)] = find(matches[0])
+    if "surname" in rules:
+        person_labels = {label.upper() for label in person_labels}
+        full_names = {}
+        for key in linkable:
+            if str(label_of(key)).upper() in person_labels:
+                words = _person_name_words(name_of(key))
+                if len(words) >= 2:
+                    full_names.setdefault(words[-1].casefold(), set()).add(find(key))
+        for key in linkable:
+            if str(label_of(key)).upper() in person_labels:
+                words = _person_name_words(name_of(key))
+                matches = full_names.get(words[0].casefold(), set()) if len(words) == 1 else set()
+                if len({find(k) for k in matches}) == 1:
+                    parent[find(key)] = find(next(iter(matches)))
+
+    merged = {}
+    for key in keys:
+        merged.setdefault(find(key), []).extend(groups[key])
     entities = []
-    for mentions in groups.values():
+    for mentions in merged.values():
         mentions = sorted(set(mentions))
         labels = [label for _, _, label in mentions]
         label = max(dict.fromkeys(labels), key=labels.count)
@@ -260,6 +358,17 @@ def _locate(text, items, what, start=0, end=None):
     return spans
 
 
+def sentence_spans(text: str, sentences: Sequence | None = None) -> list[tuple[int, int]]:
+    """Character spans of the sentences of `text`: the given ones (strings in order or offsets), else the
+    module's own segmentation."""
+    if sentences is not None:
+        return _locate(text, sentences, "sentences")
+    words = tokenize_words(text)
+    starts = split_sentences(text, words)
+    ends = starts[1:] + [len(words)]
+    return [(words[s][0], words[e - 1][1]) for s, e in zip(starts, ends)]
+
+
 def text_to_document(
     text: str,
     entities: Sequence,
@@ -268,6 +377,7 @@ def text_to_document(
     sentences: Sequence | None = None,
     words: Sequence | None = None,
     sentence_splitter: Callable | None = None,
+    mention_grouping: Sequence[str] = ("name", "acronym", "surname"),
 ) -> dict:
     """`{"text", "entities"}` input -> a DocRED-format document.
 
@@ -279,6 +389,7 @@ def text_to_document(
         sentences / words: your own segmentation (strings in order, or `[start, end]` offsets); words must lie
             inside the sentences.
         sentence_splitter: a callable `text -> sentences` (either form), used when `sentences` is not given.
+        mention_grouping: the rules that group flat spans into entities (see [`group_entity_spans`]).
     Returns:
         the document (`title`, `sents`, `vertexSet`) plus `text` and `offsets`: `{"words": [[[start, end], ...]
         per sentence], "mentions": [[[start, end], ...] per entity], "sentences": [[start, end], ...]}` character
@@ -290,7 +401,7 @@ def text_to_document(
         raise SpanAlignmentError(f"`text` must be a string, got {type(text).__name__}")
     form = entity_input_form(entities)
     if form == "spans":
-        entities = group_entity_spans(text, entities)
+        entities = group_entity_spans(text, entities, mention_grouping)
     mention_spans = []
     for e, entity in enumerate(entities):
         if not isinstance(entity, dict):
