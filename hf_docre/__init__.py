@@ -22,6 +22,7 @@ from .modeling_docre import PIPELINE_TASK, DocREForRelationExtraction, DocREMode
 from .pipeline_docre import DocumentRelationExtractionPipeline, SpanAlignmentError, text_to_document, to_docred_predictions
 from .pretraining_docre import DocREForDenoisingPreTraining, DocREPreTrainingOutput
 from .processing_docre import DocREDataCollator, DocREFeaturizer, DocREInputError
+from .render_docre import DocREReport, render
 from .text_docre import group_entity_spans, normalize_entity_name
 
 __version__ = "0.1.0"
@@ -65,6 +66,8 @@ __all__ = [
     "text_to_document",
     "to_docred_predictions",
     "group_entity_spans",
+    "render",
+    "DocREReport",
     "normalize_entity_name",
     "GroupBilinear",
     "METHODS",

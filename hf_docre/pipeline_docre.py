@@ -277,6 +277,12 @@ class DocumentRelationExtractionPipeline(Pipeline):
     def run_single(self, inputs, preprocess_params, forward_params, postprocess_params):
         return super().run_single(inputs, preprocess_params, forward_params, postprocess_params)[0]
 
+    def run_preprocessed(self, chunk, forward_params, postprocess_params):
+        """Results (one per document, in order) of `preprocess` outputs run as one batch."""
+        merged = {"inputs": _Passthrough([f for c in chunk for f in c["inputs"].features],
+                                         [d for c in chunk for d in c["inputs"].documents])}
+        return self.postprocess(self.forward(merged, **forward_params), **postprocess_params)
+
     def get_iterator(self, inputs, num_workers, batch_size, preprocess_params, forward_params, postprocess_params, progress=False):
         """Batches documents with the DocRE collator; yields one result per document, in input order."""
         total = len(inputs) if hasattr(inputs, "__len__") else None
@@ -287,10 +293,7 @@ class DocumentRelationExtractionPipeline(Pipeline):
             bar = tqdm(total=total, desc="documents", unit="doc")
 
         def run(chunk):
-            merged = {"inputs": _Passthrough([f for c in chunk for f in c["inputs"].features],
-                                             [d for c in chunk for d in c["inputs"].documents])}
-            outputs = self.forward(merged, **forward_params)
-            for result in self.postprocess(outputs, **postprocess_params):
+            for result in self.run_preprocessed(chunk, forward_params, postprocess_params):
                 if bar is not None:
                     bar.update(1)
                 yield result

@@ -79,7 +79,7 @@ def test_push_uploads_the_complete_folder_and_keeps_our_readme(model, tmp_path, 
     assert files == {
         "README.md", "config.json", "model.safetensors", "configuration_docre.py", "modeling_docre.py",
         "methods_docre.py", "layers_docre.py", "encoding_docre.py", "heads_docre.py", "losses_docre.py",
-        "decoding_docre.py", "processing_docre.py", "pipeline_docre.py", "text_docre.py", "pretraining_docre.py",
+        "decoding_docre.py", "processing_docre.py", "pipeline_docre.py", "text_docre.py", "entities_docre.py", "render_docre.py", "pretraining_docre.py",
         "tokenizer.json", "tokenizer_config.json",
     }
     readme = (uploaded / "README.md").read_text()

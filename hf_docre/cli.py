@@ -1,0 +1,209 @@
+"""`hf-docre predict`: relations for documents in files, without writing Python.
+
+    hf-docre predict --model outputs/atlop-minilm --input notes.txt --output relations.jsonl --html report.html
+    hf-docre predict --model org/atlop-roberta --input dev.json --output result.json   # a DocRED submission
+
+Inputs (`--input`, one or more files, by extension):
+- `.txt`: the whole file is one document of raw text (entities found by `--recognizer`); its title is the file name.
+- `.jsonl`: one document per line: raw text `{"text", "title"?}`, text with entities `{"text", "entities"}`, or a
+  DocRED-format document (`title`, `sents`, `vertexSet`).
+- `.json`: a DocRED-format list of documents (or one document).
+
+Outputs (`--output`, by extension):
+- `.jsonl`: one line per document, `{"title", "source", "relations"}` (the pipeline's relations, with character
+  spans for text input); with `--errors skip`, a document that could not be read has `"error"` instead;
+- `.json`: the official DocRED submission (`title`, `h_idx`, `t_idx`, `r`, `evidence`); DocRED-format input only.
+
+A bad input stops with an error that names the file, the line (or document number) and the field; the documents
+done before it are written first. `--errors skip` reports it and goes on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+EXIT_BAD_INPUT = 2
+
+
+class InputFileError(ValueError):
+    """A document that cannot be read, named by its file and line (or position)."""
+
+
+def read_documents(path):
+    """Yields (source, document-or-InputFileError) for every document in `path`: `source` is `FILE`, `FILE:LINE`
+    or `FILE:#N` (N-th document, from 1)."""
+    extension = os.path.splitext(path)[1].lower()
+    if not os.path.exists(path):
+        raise InputFileError(f"{path}: no such file")
+    if extension == ".txt":
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read()
+        if not text.strip():
+            yield path, InputFileError(f"{path}: the file is empty")
+        else:
+            yield path, {"text": text, "title": os.path.basename(path)}
+    elif extension == ".jsonl":
+        with open(path, encoding="utf-8") as handle:
+            for number, line in enumerate(handle, 1):
+                if not line.strip():
+                    continue
+                source = f"{path}:{number}"
+                try:
+                    document = json.loads(line)
+                except json.JSONDecodeError as error:
+                    yield source, InputFileError(f"{source}: not valid JSON ({error.msg} at column {error.colno})")
+                    continue
+                yield source, _checked(document, source)
+    elif extension == ".json":
+        with open(path, encoding="utf-8") as handle:
+            try:
+                data = json.load(handle)
+            except json.JSONDecodeError as error:
+                raise InputFileError(f"{path}: not valid JSON ({error.msg} at line {error.lineno}, column {error.colno})") from None
+        for number, document in enumerate(data if isinstance(data, list) else [data], 1):
+            source = f"{path}:#{number}"
+            yield source, _checked(document, source)
+    else:
+        raise InputFileError(f"{path}: unknown input type {extension or '(no extension)'!r}; use .txt, .jsonl or a DocRED .json")
+
+
+def _checked(document, source):
+    if isinstance(document, str):
+        return {"text": document}
+    if not isinstance(document, dict):
+        return InputFileError(f"{source}: a document is a JSON object, got {type(document).__name__}")
+    if "sents" not in document and "text" not in document:
+        return InputFileError(f"{source}: the document has neither `text` (raw text) nor `sents` and `vertexSet` (DocRED format); keys: {sorted(document)}")
+    return document
+
+
+def _recognizer(name, device):
+    if name is None or name == "rules" or name.startswith("spacy:"):
+        return name
+    from transformers import pipeline
+
+    return pipeline("token-classification", model=name, aggregation_strategy="simple", device=device)
+
+
+def predict(args) -> int:
+    from transformers import pipeline
+    from transformers.utils.logging import tqdm
+
+    from .pipeline_docre import to_docred_predictions
+
+    output_extension = os.path.splitext(args.output)[1].lower()
+    if output_extension not in (".jsonl", ".json"):
+        raise InputFileError(f"--output {args.output}: write .jsonl (relations per document) or .json (a DocRED submission)")
+    documents = [item for path in args.input for item in read_documents(path)]
+    if output_extension == ".json":
+        not_docred = [source for source, document in documents if isinstance(document, dict) and "sents" not in document]
+        if not_docred:
+            raise InputFileError(f"--output {args.output}: a DocRED submission names entities by their index in the input's `vertexSet`, "
+                                 f"and {not_docred[0]} is text; write .jsonl for text input")
+
+    pipe = pipeline("doc-relation-extraction", model=args.model, device=args.device, trust_remote_code=args.trust_remote_code)
+    options = {"threshold": args.threshold, "top_k": args.top_k, "return_context": args.context or None}
+    preprocess, forward, postprocess = pipe._merged_parameters({k: v for k, v in options.items() if v is not None})
+    preprocess["recognizer"] = _recognizer(args.recognizer, args.device)
+    postprocess["return_document"] = True
+
+    results, failures = [], []  # results, in input order: [source, document, relations or None, error or None]
+
+    def flush(chunk, slots):
+        for slot, result in zip(slots, pipe.run_preprocessed(chunk, forward, postprocess)):
+            slot[1], slot[2] = result["document"], result["relations"]
+
+    chunk, slots, stopped = [], [], None
+    for source, document in tqdm(documents, desc="documents", unit="doc", disable=args.quiet):
+        error = document if isinstance(document, Exception) else None
+        if error is None:
+            try:
+                chunk.append(pipe.preprocess(document, **preprocess))
+                slots.append([source, None, None, None])
+                results.append(slots[-1])
+            except (ValueError, KeyError, TypeError) as caught:
+                error = InputFileError(f"{source}: {caught}")
+        if error is not None:
+            failures.append(error)
+            if args.errors == "raise":
+                stopped = error
+                break
+            results.append([source, document if isinstance(document, dict) else None, None, str(error)])
+        if len(chunk) == args.batch_size:
+            flush(chunk, slots)
+            chunk, slots = [], []
+    if chunk:
+        flush(chunk, slots)
+
+    if output_extension == ".jsonl":
+        with open(args.output, "w", encoding="utf-8") as handle:
+            for source, document, relations, error in results:
+                record = {"title": (document or {}).get("title", ""), "source": source}
+                record.update({"error": error} if error is not None else {"relations": relations})
+                handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+    else:
+        from .metrics import to_official
+
+        done = [(document, relations) for _, document, relations, error in results if error is None]
+        records = to_official(to_docred_predictions([r for _, r in done]), [d for d, _ in done]) if done else []
+        with open(args.output, "w", encoding="utf-8") as handle:
+            json.dump([{"title": p["title"], "h_idx": int(p["h_idx"]), "t_idx": int(p["t_idx"]), "r": p["r"],
+                        "evidence": [int(s) for s in p.get("evidence") or []]} for p in records], handle, ensure_ascii=False)
+    if args.html:
+        from .render_docre import render
+
+        render([{"document": d, "relations": r} for _, d, r, error in results if error is None], path=args.html)
+
+    done = sum(error is None for *_, error in results)
+    if stopped is not None:
+        print(f"hf-docre: error: {stopped}\n(the {done} document(s) before it were written to {args.output}; "
+              "--errors skip goes on past bad documents)", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    for failure in failures:
+        print(f"hf-docre: skipped {failure}", file=sys.stderr)
+    if not args.quiet:
+        relations = sum(len(r) for *_, r, error in results if error is None)
+        print(f"{done} document(s), {relations} relation(s) -> {args.output}" + (f", {args.html}" if args.html else ""), file=sys.stderr)
+    return EXIT_BAD_INPUT if failures and done == 0 else 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hf-docre", description="Document-level relation extraction from the command line.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    p = commands.add_parser("predict", help="relations for the documents in files", description=__doc__,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", required=True, help="a saved model folder or a Hub model id")
+    p.add_argument("--input", required=True, nargs="+", help=".txt (one raw-text document), .jsonl (one document per line) or DocRED .json")
+    p.add_argument("--output", required=True, help=".jsonl (relations per document) or .json (DocRED submission)")
+    p.add_argument("--html", help="also write a self-contained HTML page of the documents and relations here")
+    p.add_argument("--recognizer", default=None,
+                   help='entity recogniser for raw text: "rules" (dependency-free, weak), "spacy:<model>", or a token-classification '
+                        "model folder / Hub id; default: spaCy en_core_web_sm (pip install \"hf_docre[text]\")")
+    p.add_argument("--threshold", type=float, help="keep relations whose score is above this (default: the model's decision)")
+    p.add_argument("--top_k", type=int, help="at most this many relations per document")
+    p.add_argument("--context", action="store_true", help="add the context words of each relation (and show them in --html)")
+    p.add_argument("--batch_size", type=int, default=8, help="documents per model call")
+    p.add_argument("--device", default=None, help='"cpu", "cuda", "cuda:1", ... (default: the pipeline\'s choice)')
+    p.add_argument("--errors", choices=("raise", "skip"), default="raise", help="stop at a bad document (default) or report it and go on")
+    p.add_argument("--trust_remote_code", action="store_true", help="allow the model folder's own code (needed only without hf_docre's version of it)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return predict(args)
+    except InputFileError as error:
+        print(f"hf-docre: error: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except ImportError as error:  # the default recogniser is not installed
+        print(f"hf-docre: error: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,335 @@
+"""Raw text in, relations and a picture out: recognisers, label mapping, mention grouping, render(), the CLI."""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+import pytest
+import torch
+from conftest import SMALL_HEAD
+from transformers import pipeline
+
+from hf_docre import DocREModel, group_entity_spans, render
+from hf_docre.cli import main as cli_main
+from hf_docre.entities_docre import ENTITY_LABEL_MAP, RuleBasedRecognizer, map_entity_label, recognize_entities
+from hf_docre.text_docre import sentence_spans
+
+TEXT = ("Dr. Jane Doe joined Acme Inc. in March 2001. The company, based in the U.S., earned $6.9 billion in 1998. "
+        "Doe studied at the University of Edinburgh. The UN and the United Nations met in Geneva.")
+
+
+def span(text, name, occurrence=0):
+    start = -1
+    for _ in range(occurrence + 1):
+        start = text.index(name, start + 1)
+    return start, start + len(name)
+
+
+# -- label mapping ----------------------------------------------------------------------------------------------------
+
+
+def test_label_table_maps_common_recognisers_onto_docred_types():
+    assert [map_entity_label(label) for label in ("PERSON", "GPE", "DATE", "MONEY", "CARDINAL", "NORP", "ORG")] == \
+        ["PER", "LOC", "TIME", "NUM", "NUM", "MISC", "ORG"]
+    assert [map_entity_label(label) for label in ("B-PER", "I-LOC", "S-ORG", "person", "location")] == ["PER", "LOC", "ORG", "PER", "LOC"]
+    assert map_entity_label("DRUG") == "DRUG"  # not in the table: kept as given
+    assert map_entity_label("GPE", {"GPE": "ORG"}) == "ORG"  # overridden
+    assert map_entity_label("B-DATE", {"DATE": None}) is None  # dropped
+    assert set(ENTITY_LABEL_MAP.values()) <= {"PER", "ORG", "LOC", "TIME", "NUM", "MISC"}
+
+
+# -- mention grouping -------------------------------------------------------------------------------------------------
+
+
+def _spans(text, *named):
+    return [{"start": s, "end": e, "label": label} for (name, label, occurrence) in named for s, e in [span(text, name, occurrence)]]
+
+
+def test_grouping_by_name_acronym_and_surname():
+    text = "Jane Doe met the United Nations. Dr. Doe said the U.N. and the UN agree. The US and the U.S. agree."
+    spans = _spans(text, ("Jane Doe", "PER", 0), ("United Nations", "ORG", 0), ("Doe", "PER", 1), ("U.N.", "ORG", 0),
+                   ("UN", "ORG", 0), ("US", "LOC", 0), ("U.S.", "LOC", 0))
+    names = [[text[s:e] for s, e in entity["mentions"]] for entity in group_entity_spans(text, spans)]
+    assert names == [["Jane Doe", "Doe"], ["United Nations", "U.N.", "UN"], ["US", "U.S."]]
+    # each rule can be turned off
+    assert len(group_entity_spans(text, spans, rules=("name",))) == 5  # Doe alone; U.N. = UN by name, not by acronym
+    assert len(group_entity_spans(text, spans, rules=("exact",))) == 7
+    assert len(group_entity_spans(text, spans, rules=())) == 7
+    with pytest.raises(ValueError, match="unknown mention grouping rule"):
+        group_entity_spans(text, spans, rules=("coref",))
+
+
+def test_ambiguous_acronyms_and_surnames_stay_apart():
+    text = "John Smith and Mary Smith met. Smith left. The Ukrainian Navy and the United Nations: the UN."
+    spans = _spans(text, ("John Smith", "PER", 0), ("Mary Smith", "PER", 0), ("Smith", "PER", 2), ("Ukrainian Navy", "ORG", 0),
+                   ("United Nations", "ORG", 0), ("UN", "ORG", 0))
+    entities = group_entity_spans(text, spans)
+    assert len(entities) == 6
+    # a surname only links persons, an acronym only its own label
+    text = "Paris Hilton visited Paris. The World Health Organization (WHO) and who."
+    spans = _spans(text, ("Paris Hilton", "PER", 0), ("Paris", "LOC", 1), ("World Health Organization", "ORG", 0), ("WHO", "MISC", 0))
+    assert len(group_entity_spans(text, spans)) == 4
+
+
+def test_explicit_entity_ids_are_not_regrouped():
+    text = "Jane Doe met Doe."
+    spans = [{"start": 0, "end": 8, "label": "PER", "entity_id": 1}, {"start": 13, "end": 16, "label": "PER", "entity_id": 2}]
+    assert len(group_entity_spans(text, spans)) == 2
+
+
+# -- recognisers ------------------------------------------------------------------------------------------------------
+
+
+def test_rule_based_recognizer_on_ordinary_text():
+    found = {TEXT[s["start"] : s["end"]]: s["label"] for s in RuleBasedRecognizer()(TEXT)}
+    assert found["Jane Doe"] == "PER" and found["Acme Inc."] == "ORG" and found["University of Edinburgh"] == "ORG"
+    assert found["March 2001"] == "TIME" and found["1998"] == "TIME" and found["$6.9 billion"] == "NUM"
+    assert "U.S." in found and "UN" in found and "United Nations" in found and "Geneva" in found
+    assert not any(name.startswith(("The ", "Dr.")) or ". " in name for name in found)  # no opener, title or sentence end
+
+
+def test_callable_spacy_and_token_classification_recognisers():
+    # a callable returning tuples
+    spans = recognize_entities(lambda text: [(*span(text, "Geneva"), "GPE")], TEXT)
+    assert spans == [{"start": span(TEXT, "Geneva")[0], "end": span(TEXT, "Geneva")[1], "label": "LOC"}]
+
+    class Ent:
+        def __init__(self, start, end, label):
+            self.start_char, self.end_char, self.label_ = start, end, label
+
+    class FakeSpacy:  # the duck type of a spaCy Language: pipe_names, vocab, __call__ -> Doc with .ents
+        pipe_names, vocab = ["ner"], object()
+
+        def __call__(self, text):
+            return type("Doc", (), {"ents": [Ent(*span(text, "Jane Doe"), "PERSON"), Ent(*span(text, "1998"), "DATE")]})()
+
+    assert [(TEXT[s["start"] : s["end"]], s["label"]) for s in recognize_entities(FakeSpacy(), TEXT)] == [("Jane Doe", "PER"), ("1998", "TIME")]
+
+    calls = []
+
+    class FakeTokenClassification:  # aggregation_strategy="none": B-/I- tags per token, offsets within each input
+        task = "token-classification"
+
+        def __call__(self, texts):
+            calls.append(texts)
+            out = []
+            for text in texts:
+                items, index = [], 0
+                for name, label in (("Jane Doe", "PER"), ("United Nations", "ORG")):
+                    if name in text:
+                        start = text.index(name)
+                        for w, word in enumerate(name.split()):
+                            s = start + name.index(word)
+                            items.append({"entity": ("B-" if w == 0 else "I-") + label, "start": s, "end": s + len(word), "index": index + w})
+                        index += 10
+                out.append(items)
+            return out
+
+    spans = recognize_entities(FakeTokenClassification(), TEXT, sentence_spans(TEXT))
+    assert [(TEXT[s["start"] : s["end"]], s["label"]) for s in spans] == [("Jane Doe", "PER"), ("United Nations", "ORG")]
+    assert len(calls) == 1 and len(calls[0]) == 4  # one call, sentence by sentence: nothing truncated
+
+
+# -- through the pipeline ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def model_dir(encoder_dirs, relation_info, tmp_path_factory):
+    torch.manual_seed(0)
+    model = DocREModel.from_encoder(encoder_dirs["bert"], relations=list(relation_info), relation_names=relation_info, **SMALL_HEAD)
+    folder = tmp_path_factory.mktemp("atlop-tiny")
+    model.save_pretrained(folder)
+    return str(folder)
+
+
+@pytest.fixture(scope="module")
+def pipe(model_dir):
+    return pipeline("doc-relation-extraction", model=model_dir)
+
+
+def _check_spans(text, relations):
+    assert relations
+    for relation in relations:
+        for side in ("head", "tail"):
+            for mention in relation[side]["mentions"]:
+                assert text[mention["start"] : mention["end"]] == mention["name"]
+
+
+def test_plain_string_gives_relations_with_spans(pipe):
+    relations = pipe(TEXT, recognizer="rules", threshold=0.0, top_k=10)
+    _check_spans(TEXT, relations)
+    names = {relation[side]["name"] for relation in relations for side in ("head", "tail")}
+    assert names <= {"Jane Doe", "Acme Inc.", "March 2001", "U.S.", "$6.9 billion", "1998", "Doe", "University of Edinburgh",
+                     "UN", "Geneva"}
+    result = pipe(TEXT, recognizer="rules", return_document=True)
+    mentions = [[TEXT[s:e] for s, e in m] for m in result["document"]["offsets"]["mentions"]]
+    assert ["UN", "United Nations"] in mentions
+    # a list of strings, a dict without entities, a Dataset text column, a callable recogniser and a label map
+    many = pipe([TEXT, "Nothing here."], recognizer="rules", threshold=0.0)
+    assert len(many) == 2 and many[1] == [] and {r["relation_id"] for r in many[0]} >= {r["relation_id"] for r in relations[:1]}
+    as_dict = pipe({"text": TEXT, "title": "t"}, recognizer="rules", threshold=0.0, top_k=10)
+    assert as_dict == relations
+    from datasets import Dataset
+
+    assert pipe(Dataset.from_dict({"text": [TEXT]}), recognizer="rules", threshold=0.0, top_k=10) == [relations]
+    dropped = pipe(TEXT, recognizer=lambda text: [(*span(text, "Jane Doe"), "PERSON"), (*span(text, "Geneva"), "GPE"),
+                                                  (*span(text, "1998"), "DATE")],
+                   label_map={"DATE": None}, threshold=0.0, return_document=True)
+    assert [m[0]["type"] for m in dropped["document"]["vertexSet"]] == ["PER", "LOC"]
+
+
+def test_real_token_classification_pipeline_as_recognizer(pipe, encoder_dirs):
+    from transformers import AutoTokenizer, BertForTokenClassification
+
+    labels = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
+    torch.manual_seed(0)
+    tokenizer = AutoTokenizer.from_pretrained(encoder_dirs["bert"])
+    config = BertForTokenClassification.config_class.from_pretrained(encoder_dirs["bert"], id2label=dict(enumerate(labels)),
+                                                                      label2id={label: i for i, label in enumerate(labels)})
+    ner = pipeline("token-classification", model=BertForTokenClassification(config).eval(), tokenizer=tokenizer)
+    long_text = " ".join([TEXT] * 12)  # far beyond the tiny encoder's 128 positions: run per sentence, nothing cut
+    result = pipe(long_text, recognizer=ner, threshold=0.0, top_k=5, return_document=True)
+    assert result["document"]["vertexSet"], "the random tagger tags something"
+    offsets = result["document"]["offsets"]["mentions"]
+    assert max(e for mentions in offsets for _, e in mentions) > len(long_text) // 2
+    _check_spans(long_text, result["relations"])
+
+
+# -- render -------------------------------------------------------------------------------------------------------------
+
+
+def test_render_escapes_and_lists_everything(pipe, redocred_documents, tmp_path):
+    text = 'He wrote "<script>alert(1)</script>" & left Geneva for Paris.'
+    result = pipe(text, recognizer=lambda t: [(*span(t, "Geneva"), "LOC"), (*span(t, "Paris"), "LOC")], threshold=0.0,
+                  return_document=True, return_context=True)
+    page = render(result).html
+    assert page.count("<script") == 2 and "<script>alert" not in page and ">&lt;</span>" in page  # only the page's own scripts
+    assert page.count('<mark class="ent"') == 2 and page.count('class="relation"') == len(result["relations"]) > 0
+    # a DocRED document: every mention that does not sit inside another is marked, every relation listed
+    document = redocred_documents[0]
+    relations = pipe(document, threshold=0.0, top_k=7)
+    report = render(document, relations, path=tmp_path / "doc.html")
+    assert (tmp_path / "doc.html").read_text() == report.html
+    assert report.html.count('class="relation"') == 7
+    assert report.html.count('<mark class="ent"') == _outer_mentions(document)
+    assert report._repr_html_().startswith("<iframe srcdoc=")
+    # the pipeline option writes the page and returns the usual output
+    out = pipe([document, TEXT], recognizer="rules", top_k=3, threshold=0.0, html=str(tmp_path / "call.html"))
+    assert isinstance(out[0], list) and (tmp_path / "call.html").read_text().count('class="docre-doc"') == 2
+
+
+def _outer_mentions(document):
+    spans, words = [], 0
+    starts = []
+    for sentence in document["sents"]:
+        starts.append(words)
+        words += len(sentence)
+    for mentions in document["vertexSet"]:
+        for m in mentions:
+            spans.append((starts[m["sent_id"]] + m["pos"][0], starts[m["sent_id"]] + m["pos"][1]))
+    count, end = 0, -1
+    for s, e in sorted(set(spans), key=lambda x: (x[0], -(x[1] - x[0]))):
+        if s >= end:
+            count, end = count + 1, e
+    return count
+
+
+def _chromium():
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        if shutil.which(name):
+            return shutil.which(name)
+    if os.environ.get("HF_DOCRE_REQUIRE_BROWSER"):
+        pytest.fail("HF_DOCRE_REQUIRE_BROWSER is set and no chromium is installed (apt-get install chromium)")
+    pytest.skip("no chromium here (CI installs Debian's chromium and runs this test)")
+
+
+@pytest.mark.slow
+def test_page_in_a_headless_browser(pipe, redocred_documents, tmp_path):
+    browser = _chromium()
+    document = redocred_documents[1]
+    relations = pipe(document, threshold=0.0, top_k=6, return_context=True)
+    page = tmp_path / "report.html"
+    render(document, relations, path=page)
+    flags = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+             "--disable-component-update", "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1280,900"]
+    dom = subprocess.run(flags + ["--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120).stdout
+    assert 'data-status="rendered"' in dom, "the page's script ran to the end"
+    assert not re.search(r"<body[^>]*data-errors", dom), re.findall(r'data-errors="[^"]*"', dom)
+    names = {m["name"] for mentions in document["vertexSet"] for m in mentions}
+    assert all(name in dom for name in list(names)[:10])
+    assert dom.count('class="relation') == 6 and len(re.findall(r'<path [^>]*class="arrow( selected)?"', dom)) == 6  # listed and drawn
+    assert len(re.findall(r'<path [^>]*class="arrow selected"', dom)) == 1 and "sel-head" in dom and "sel-tail" in dom
+    assert re.search(r'class="w ctx" [^>]*style="--weight', dom), "the selected relation's context words are marked"
+    screenshot = tmp_path / "report.png"
+    subprocess.run(flags + [f"--screenshot={screenshot}", page.as_uri()], capture_output=True, timeout=120)
+    assert screenshot.exists() and screenshot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and screenshot.stat().st_size > 10_000
+    print(f"\nscreenshot: {screenshot}")
+
+
+# -- the command line -----------------------------------------------------------------------------------------------------
+
+
+def test_cli_on_every_input_format(model_dir, redocred_documents, tmp_path, capsys):
+    (tmp_path / "a.txt").write_text(TEXT)
+    (tmp_path / "b.jsonl").write_text(json.dumps({"text": TEXT, "title": "line one"}) + "\n\n" + json.dumps(redocred_documents[2]) + "\n")
+    (tmp_path / "c.json").write_text(json.dumps(redocred_documents[3:5]))
+    out = tmp_path / "out.jsonl"
+    code = cli_main(["predict", "--model", model_dir, "--input", str(tmp_path / "a.txt"), str(tmp_path / "b.jsonl"), str(tmp_path / "c.json"),
+                     "--output", str(out), "--recognizer", "rules", "--threshold", "0", "--top_k", "4", "--html", str(tmp_path / "r.html"), "--quiet"])
+    assert code == 0
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["source"] for r in records] == [str(tmp_path / "a.txt"), f"{tmp_path / 'b.jsonl'}:1", f"{tmp_path / 'b.jsonl'}:3",
+                                              f"{tmp_path / 'c.json'}:#1", f"{tmp_path / 'c.json'}:#2"]
+    assert all(len(r["relations"]) == 4 for r in records)
+    _check_spans(TEXT, records[0]["relations"])
+    assert (tmp_path / "r.html").read_text().count('class="docre-doc"') == 5
+    # a DocRED submission from DocRED input
+    sub = tmp_path / "result.json"
+    assert cli_main(["predict", "--model", model_dir, "--input", str(tmp_path / "c.json"), "--output", str(sub), "--threshold", "0",
+                     "--top_k", "2", "--quiet"]) == 0
+    submission = json.loads(sub.read_text())
+    assert len(submission) == 4 and {s["title"] for s in submission} == {d["title"] for d in redocred_documents[3:5]}
+    assert set(submission[0]) == {"title", "h_idx", "t_idx", "r", "evidence"}
+    # text input cannot make a DocRED submission
+    assert cli_main(["predict", "--model", model_dir, "--input", str(tmp_path / "a.txt"), "--output", str(sub), "--quiet"]) == 2
+    assert "a.txt is text; write .jsonl" in capsys.readouterr().err
+
+
+def test_cli_on_broken_files_names_file_line_and_field(model_dir, redocred_documents, tmp_path, capsys):
+    bad_document = json.loads(json.dumps(redocred_documents[2]))
+    bad_document["vertexSet"][1][0]["sent_id"] = 99
+    lines = [json.dumps(redocred_documents[1]), "{not json", json.dumps(bad_document), json.dumps({"title": "x"}), json.dumps(redocred_documents[3])]
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "out.jsonl"
+    args = ["predict", "--model", model_dir, "--input", str(broken), "--output", str(out), "--recognizer", "rules", "--quiet"]
+    assert cli_main(args) == 2
+    err = capsys.readouterr().err
+    assert f"{broken}:2: not valid JSON" in err and "1 document(s) before it were written" in err
+    assert len(out.read_text().splitlines()) == 1  # what was done before the error is kept
+    assert cli_main(args + ["--errors", "skip"]) == 0
+    err = capsys.readouterr().err
+    assert f"{broken}:3:" in err and "vertexSet[1]" in err and "sent_id" in err
+    assert f"{broken}:4: the document has neither `text`" in err
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert ["error" in r for r in records] == [False, True, True, True, False]
+    # missing and unknown files
+    assert cli_main(["predict", "--model", model_dir, "--input", str(tmp_path / "nope.txt"), "--output", str(out)]) == 2
+    (tmp_path / "x.csv").write_text("a,b")
+    assert cli_main(["predict", "--model", model_dir, "--input", str(tmp_path / "x.csv"), "--output", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "nope.txt: no such file" in err and "unknown input type '.csv'" in err
+
+
+@pytest.mark.slow
+def test_console_script_is_installed(model_dir, tmp_path):
+    script = shutil.which("hf-docre", path=os.path.dirname(sys.executable))
+    assert script, "the hf-docre console script is installed next to the interpreter"
+    (tmp_path / "a.txt").write_text(TEXT)
+    done = subprocess.run([script, "predict", "--model", model_dir, "--input", str(tmp_path / "a.txt"), "--output", str(tmp_path / "o.jsonl"),
+                           "--recognizer", "rules"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "1 document(s)" in done.stderr and json.loads((tmp_path / "o.jsonl").read_text())["source"].endswith("a.txt")
