@@ -150,6 +150,8 @@ def assert_remote_pipeline_matches(folder, tmp_path, expected, options=""):
         from transformers import pipeline
         pipe = pipeline(model={str(folder)!r}, trust_remote_code=True, {options})
         assert type(pipe).__name__ == "DocumentRelationExtractionPipeline", type(pipe)
+        raw = pipe({TEXT!r}, recognizer="rules", threshold=0.0, html="page.html")  # raw text and the picture, remote code only
+        assert raw and open("page.html").read().count('class="docre-doc"') == 1
         print("RESULT" + json.dumps(pipe({{"text": {TEXT!r}, "entities": {ENTITIES!r}}})))
         """
     )
