@@ -61,7 +61,18 @@ def main():
     extractor = pipeline("doc-relation-extraction", model=str(output_dir))
     relations = extractor(documents[0])
     assert isinstance(relations, list)
-    print(f"wheel smoke test passed: hf_docre from {location.parent}, card {len(card)} chars, {len(relations)} relations")
+    # the console script from the wheel: raw text in, relations and the HTML page out
+    (work / "note.txt").write_text("Dr. Jane Doe joined Acme Inc. in March 2001. Doe studied at the University of Edinburgh.")
+    script = Path(sys.executable).parent / "hf-docre"
+    result = subprocess.run([str(script), "predict", "--model", str(output_dir), "--input", str(work / "note.txt"), "--output",
+                             str(work / "note.jsonl"), "--recognizer", "rules", "--threshold", "0", "--html", str(work / "note.html")],
+                            capture_output=True, text=True)
+    if result.returncode != 0:
+        sys.exit(f"hf-docre predict failed from the installed wheel:\n{result.stderr[-4000:]}")
+    record = json.loads((work / "note.jsonl").read_text())
+    assert record["relations"] and 'class="docre-doc"' in (work / "note.html").read_text()
+    print(f"wheel smoke test passed: hf_docre from {location.parent}, card {len(card)} chars, {len(relations)} relations, "
+          f"hf-docre predict: {len(record['relations'])} relations")
 
 
 if __name__ == "__main__":
