@@ -157,7 +157,7 @@ def main():
     recognisers = {"rules": RuleBasedRecognizer()}
     if args.encoder:
         folder = train_ner(args.encoder, train, os.path.join(args.output_dir, "minilm-ner"), args.ner_epochs)
-        recognisers["minilm-ner"] = pipeline("token-classification", model=folder, aggregation_strategy="simple", device="cpu")
+        recognisers["minilm-ner"] = pipeline("token-classification", model=folder, aggregation_strategy="first", device="cpu")
     try:
         import spacy
 
@@ -218,7 +218,7 @@ def main():
             right, total = grouped_right(gold, entities)
             totals.update(grouped=right, multi=total)
             if pipe is not None:
-                result = pipe({"text": text, "entities": spans, "title": document["title"]}, return_document=True)
+                result = pipe({"text": text, "entities": spans, "title": document["title"]}, return_document=True, snap_spans=True)
                 predicted_entities = result["document"]["offsets"]["mentions"]
                 counts = relation_counts(predicted_entities, result["relations"], gold, document)
                 relations_counts = [a + b for a, b in zip(relations_counts, counts)]

@@ -85,7 +85,7 @@ def _recognizer(name, device):
         return name
     from transformers import pipeline
 
-    return pipeline("token-classification", model=name, aggregation_strategy="simple", device=device)
+    return pipeline("token-classification", model=name, aggregation_strategy="first", device=device)
 
 
 def predict(args) -> int:
