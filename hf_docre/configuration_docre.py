@@ -112,6 +112,11 @@ class DocREConfig(PretrainedConfig):
         marker_format (`str`), max_marked_entities (`int`): with `entity_marker="indexed"` (DSDocRE), entity i is
             marked by `marker_format.format(2i+1)` / `marker_format.format(2i+2)`; documents with more than
             `max_marked_entities` entities are refused. `from_encoder` adds the markers to the tokenizer.
+        marker_order (`str`): with indexed markers, `"entity"` numbers marker pairs by entity index (the paper, and
+            the released code's pre-training); `"ranked"` is the released code's fine-tuning scheme: entities are
+            numbered by first appearance in the document's `candidate_pairs` (the ranker's list, best first), pair
+            j = (`marker_format.format(2j)`, `marker_format.format(2j+1)`) from `[unused0]` (the pre-training
+            `[BLANK]`), and entities in no candidate pair get no markers. It needs `candidate_pairs`.
         blank_token, mention_mask_token (`str`): DSDocRE pre-training: the `[BLANK]` that replaces a blanked entity's
             mention words, and the token that replaces a masked mention (mention-entity matching).
         max_pooled_mentions (`int`, *optional*): pool at most the first N mentions of an entity (DSDocRE's
@@ -168,6 +173,7 @@ class DocREConfig(PretrainedConfig):
         distant_pairs: str = "no_relation",
         marker_format: str = "[unused{}]",
         max_marked_entities: int = 42,
+        marker_order: str = "entity",
         blank_token: str = "[unused0]",
         mention_mask_token: str = "[unused200]",
         max_pooled_mentions: int | None = None,
@@ -249,6 +255,7 @@ class DocREConfig(PretrainedConfig):
         tasks = list(PRETRAINING_TASKS if pretraining_tasks is None else pretraining_tasks)
         self.marker_format = marker_format
         self.max_marked_entities = max_marked_entities
+        self.marker_order = marker_order
         self.blank_token = blank_token
         self.mention_mask_token = mention_mask_token
         self.max_pooled_mentions = max_pooled_mentions
@@ -274,6 +281,7 @@ class DocREConfig(PretrainedConfig):
             ("focal_positive_weight", ("paper", "released_code")),
             ("distant_pairs", _DISTANT_PAIRS),
             ("alignment_distance", ("abs", "square")),
+            ("marker_order", ("entity", "ranked")),
         ):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"DocREConfig: `{name}` must be one of {allowed}, got {getattr(self, name)!r}.")
@@ -287,6 +295,8 @@ class DocREConfig(PretrainedConfig):
             raise ValueError(f"DocREConfig: `pair_head` must be the name of a registered pair head, got {self.pair_head!r}.")
         if self.axial_attention and self.pair_head != "group_bilinear":
             raise ValueError("DocREConfig: `axial_attention` works on the group-bilinear pair representation.")
+        if self.marker_order == "ranked" and self.entity_marker != "indexed":
+            raise ValueError("DocREConfig: `marker_order='ranked'` numbers indexed markers; it needs `entity_marker='indexed'`.")
         unknown = [task for task in self.pretraining_tasks if task not in PRETRAINING_TASKS]
         if unknown:
             raise ValueError(f"DocREConfig: unknown `pretraining_tasks` {unknown}; tasks: {PRETRAINING_TASKS}.")

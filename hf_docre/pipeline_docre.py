@@ -102,10 +102,7 @@ class DocumentRelationExtractionPipeline(Pipeline):
             )
         super().__init__(model, tokenizer=tokenizer, **kwargs)
         self.model.eval()  # pipeline() does not do it
-        self.featurizer = DocREFeaturizer(
-            self.tokenizer, label2id=None, entity_marker=model.config.entity_marker,
-            mention_spans=getattr(model.config, "mention_representation", "start") == "span",
-        )
+        self.featurizer = DocREFeaturizer.from_model(model, tokenizer=self.tokenizer, label2id=None)
         self.collator = DocREDataCollator(self.tokenizer.pad_token_id, model.config.num_relations)
 
     def _sanitize_parameters(self, **kwargs):

@@ -72,8 +72,9 @@ def add_marker_tokens(tokenizer, config) -> list[str]:
     vocabulary (BERT's `[unusedN]`) keep their ids. Returns the tokens added to the vocabulary as new ids."""
     if config.entity_marker != INDEXED_MARKERS:
         return []
-    tokens = [config.marker_format.format(i) for i in range(1, 2 * config.max_marked_entities + 1)]
-    tokens += [config.blank_token, config.mention_mask_token]
+    first = 0 if getattr(config, "marker_order", "entity") == "ranked" else 1
+    tokens = [config.marker_format.format(i) for i in range(first, first + 2 * config.max_marked_entities)]
+    tokens += [token for token in (config.blank_token, config.mention_mask_token) if first == 1 or token not in tokens]
     if len(set(tokens)) != len(tokens):
         raise ValueError(f"DocREConfig: the markers, blank_token and mention_mask_token must differ (check "
                          f"max_marked_entities={config.max_marked_entities} against {config.mention_mask_token!r})")
@@ -214,6 +215,9 @@ class DocREFeaturizer:
             `marker_format.format(2i+2)` after each of its mentions (each must be one token: see
             `add_marker_tokens`).
         marker_format: the indexed markers' text (`"[unused{}]"`: BERT's unused vocabulary entries).
+        marker_order: `"entity"` (marker pair i for entity i) or `"ranked"` (the released DSDocRE code's fine-tuning:
+            numbered by first appearance in `candidate_pairs`, from `format(0)`; entities in no pair unmarked). See
+            `DocREConfig.marker_order`.
         max_marked_entities: with indexed markers, a document with more entities is refused (it would run out of
             marker tokens).
         cache_words: reuse word pieces across documents (default). The cache is not pickled, so `datasets.map`
@@ -223,7 +227,7 @@ class DocREFeaturizer:
     """
 
     def __init__(self, tokenizer, label2id=None, entity_marker="*", cache_words=True, max_cached_words=1_000_000,
-                 mention_spans=False, marker_format="[unused{}]", max_marked_entities=42):
+                 mention_spans=False, marker_format="[unused{}]", max_marked_entities=42, marker_order="entity"):
         if not getattr(tokenizer, "is_fast", False):
             raise ValueError("DocREFeaturizer needs a fast tokenizer (word alignment comes from the tokenizers library).")
         self.tokenizer = tokenizer
@@ -231,6 +235,9 @@ class DocREFeaturizer:
         self.entity_marker = entity_marker
         self.marker_format = marker_format
         self.max_marked_entities = max_marked_entities
+        if marker_order not in ("entity", "ranked"):
+            raise ValueError(f"marker_order must be 'entity' or 'ranked', got {marker_order!r}")
+        self.marker_order = marker_order
         self.cache_words = cache_words
         self.mention_spans = mention_spans
         self.max_cached_words = max_cached_words
@@ -250,26 +257,49 @@ class DocREFeaturizer:
             raise ValueError("The model has no tokenizer attached; pass `tokenizer=`.")
         config = model.config
         kwargs.setdefault("mention_spans", getattr(config, "mention_representation", "start") == "span")
+        kwargs.setdefault("label2id", config.label2id)
         if config.entity_marker == INDEXED_MARKERS:
             kwargs.setdefault("marker_format", config.marker_format)
             kwargs.setdefault("max_marked_entities", config.max_marked_entities)
-        return cls(tokenizer, label2id=config.label2id, entity_marker=config.entity_marker, **kwargs)
+            kwargs.setdefault("marker_order", getattr(config, "marker_order", "entity"))
+        return cls(tokenizer, entity_marker=config.entity_marker, **kwargs)
 
     # -- validation ------------------------------------------------------------------------------------------------
 
     def validate(self, document: dict, index: int | None = None) -> dict:
         """Raise [`DocREInputError`] naming the document and the field for anything the model cannot use."""
         validate_document(document, index=index, relations=self.label2id)
-        if self.entity_marker == INDEXED_MARKERS and len(document["vertexSet"]) > self.max_marked_entities:
+        ranked = self.entity_marker == INDEXED_MARKERS and self.marker_order == "ranked"
+        if ranked and document.get("candidate_pairs") is None:
             raise DocREInputError(
-                f"has {len(document['vertexSet'])} entities; indexed entity markers allow at most "
+                "has no `candidate_pairs`; marker_order='ranked' numbers the entity markers by the ranker's candidate "
+                "pairs (best first). Score the document with the ranker first (hf_docre.denoising), or use marker_order='entity'",
+                title=document.get("title"), index=index, field="candidate_pairs",
+            )
+        marked = len(self.marker_ranks(document)) if ranked else len(document["vertexSet"])
+        if self.entity_marker == INDEXED_MARKERS and marked > self.max_marked_entities:
+            raise DocREInputError(
+                f"has {marked} {'entities in candidate pairs' if ranked else 'entities'}; indexed entity markers allow at most "
                 f"{self.max_marked_entities} (config `max_marked_entities`, each entity needs 2 marker tokens)",
                 title=document.get("title"), index=index, field="vertexSet",
             )
 
-    def marker_words(self, entity):
-        """(start marker, end marker) text of an entity: shared (`"*"`) or indexed (entity-specific)."""
+    @staticmethod
+    def marker_ranks(document):
+        """marker_order='ranked': {entity: j}, j = order of first appearance in `candidate_pairs`."""
+        ranks = {}
+        for head, tail in document.get("candidate_pairs") or ():
+            for entity in (int(head), int(tail)):
+                ranks.setdefault(entity, len(ranks))
+        return ranks
+
+    def marker_words(self, entity, ranks=None):
+        """(start marker, end marker) text of an entity: shared (`"*"`), indexed (entity-specific), or with
+        `ranks` (marker_order='ranked') numbered by rank; None for an entity without a rank (no markers)."""
         if self.entity_marker == INDEXED_MARKERS:
+            if ranks is not None:
+                j = ranks.get(entity)
+                return None if j is None else (self.marker_format.format(2 * j), self.marker_format.format(2 * j + 1))
             return self.marker_format.format(2 * entity + 1), self.marker_format.format(2 * entity + 2)
         return self.entity_marker, self.entity_marker
 
@@ -355,6 +385,7 @@ class DocREFeaturizer:
         # come before start markers at the same boundary). Shared markers: one marker word per boundary; indexed
         # markers: one per entity starting or ending there (`key` below: the entity, or None when shared).
         indexed = marker == INDEXED_MARKERS
+        ranks = self.marker_ranks(document) if indexed and self.marker_order == "ranked" else None
         starts, ends = {}, {}  # sent_id -> {word position: entity ids whose mention starts / ends there}
         for e, mentions in enumerate(entities):
             for mention in mentions:
@@ -378,15 +409,18 @@ class DocREFeaturizer:
                     [None] if boundary in sentence_ends else [])
                 for key in ending:
                     end_word[(s, boundary, key)] = len(words)
-                    marker_positions.append(len(words))
-                    words.append(self.marker_words(key)[1] if indexed else marker)
+                    pair = self.marker_words(key, ranks) if indexed else (marker, marker)
+                    if pair is not None:  # ranked markers: an entity in no candidate pair is not marked
+                        marker_positions.append(len(words))
+                        words.append(pair[1])
                 beginning = sorted(sentence_starts.get(boundary, ())) if indexed else (
                     [None] if boundary in sentence_starts else [])
                 for key in beginning:
                     start_word[(s, boundary, key)] = len(words)
-                    if marker is not None:
+                    pair = self.marker_words(key, ranks) if indexed else (marker, marker)
+                    if marker is not None and pair is not None:
                         marker_positions.append(len(words))
-                        words.append(self.marker_words(key)[0] if indexed else marker)
+                        words.append(pair[0])
                 previous = boundary
             words.extend(sentence[previous:])
 

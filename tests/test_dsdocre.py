@@ -94,6 +94,37 @@ def test_more_entities_than_markers_is_refused_naming_the_field(dsdocre_model, r
     assert redocred_documents[0]["title"] in str(error.value)
 
 
+def test_ranked_markers_follow_the_candidate_pairs_as_the_released_code_does(encoder_dirs, relation_info, redocred_documents, tmp_path):
+    torch.manual_seed(0)
+    model = DocREModel.from_encoder(encoder_dirs["bert"], relations=list(relation_info), method="dsdocre", marker_order="ranked", **SMALL)
+    tokenizer = model.tokenizer
+    document = dict(redocred_documents[3], labels=[], candidate_pairs=[[4, 0], [0, 2], [2, 4], [7, 4]])
+    feature = DocREFeaturizer.from_model(model)(document)
+    ids = feature["input_ids"]
+    ranks = {4: 0, 0: 1, 2: 2, 7: 3}  # order of first appearance in the ranked pairs; pair j = [unused2j], [unused2j+1]
+    for e, mentions in enumerate(document["vertexSet"]):
+        if e in ranks:
+            start_id = tokenizer.convert_tokens_to_ids(f"[unused{2 * ranks[e]}]")
+            end_id = tokenizer.convert_tokens_to_ids(f"[unused{2 * ranks[e] + 1}]")
+            assert sum(i == start_id for i in ids) == len(mentions) == sum(i == end_id for i in ids)
+            assert all(ids[position] == start_id for position in feature["mention_index"][e])
+    marker_ids = {tokenizer.convert_tokens_to_ids(f"[unused{i}]") for i in range(0, 85)}
+    marked = sum(len(document["vertexSet"][e]) for e in ranks)
+    assert sum(i in marker_ids for i in ids) == 2 * marked  # entities in no pair are not marked
+    plain = DocREFeaturizer(tokenizer, entity_marker=None)(document, with_labels=False)
+    unranked = [e for e in range(len(document["vertexSet"])) if e not in ranks]
+    first_words = [plain["input_ids"][p] for e in unranked for p in plain["mention_index"][e]]
+    assert [ids[p] for e in unranked for p in feature["mention_index"][e]] == first_words  # their first word instead
+    # the default numbers by entity index; without candidate pairs the ranked scheme says what is missing
+    assert DocREFeaturizer.from_model(model, marker_order="entity")(document)["input_ids"] != ids
+    with pytest.raises(DocREInputError, match="candidate_pairs.*ranker"):
+        DocREFeaturizer.from_model(model)(redocred_documents[3], index=3)
+    with pytest.raises(ValueError, match="marker_order='ranked'.*entity_marker='indexed'"):
+        DocREConfig(marker_order="ranked")
+    model.save_pretrained(tmp_path / "ranked")
+    assert DocREModel.from_pretrained(tmp_path / "ranked").config.marker_order == "ranked"
+
+
 def test_dsdocre_trains_and_predicts_one_relation_per_pair(dsdocre_model, redocred_documents):
     model = dsdocre_model.train()
     features = DocREFeaturizer.from_model(model).featurize([redocred_documents[4], short_document(redocred_documents[5])])
