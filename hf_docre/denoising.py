@@ -27,6 +27,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from .pretraining_docre import candidate_pair_count
 from .processing_docre import DocREDataCollator, DocREFeaturizer, all_ordered_pairs
 from .text_docre import normalize_entity_name
 
@@ -99,12 +100,9 @@ def load_pair_scores(output_dir: str) -> list[dict]:
 
 
 def candidate_pair_counts(num_entities: Sequence[int], per_entity: int = 2, cap: int | None = 60) -> np.ndarray:
-    """How many pairs each document keeps for fine-tuning and evaluation: per_entity x N_entities (paper),
-    capped at `cap` (released code: 60), and at most every ordered pair."""
-    counts = np.asarray(num_entities) * per_entity
-    if cap is not None:
-        counts = np.minimum(counts, cap)
-    return np.minimum(counts, np.asarray(num_entities) * (np.asarray(num_entities) - 1))
+    """How many pairs each document keeps for fine-tuning and evaluation (`candidate_pair_count` per document):
+    per_entity x N_entities (paper), capped at `cap` (released code: 60), and at most every ordered pair."""
+    return np.array([candidate_pair_count(int(n), per_entity, cap) for n in num_entities], dtype=np.int64)
 
 
 def select_candidate_pairs(score_rows: Sequence[dict], num_entities: Sequence[int], per_entity: int = 2,

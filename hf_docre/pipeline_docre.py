@@ -40,7 +40,8 @@ from .text_docre import SpanAlignmentError, sentence_spans, text_to_document
 __all__ = ["DocumentRelationExtractionPipeline", "SpanAlignmentError", "text_to_document", "to_docred_predictions"]
 
 _OPTIONS = ("max_relations_per_pair", "threshold", "top_k", "return_context", "context_words", "snap_spans",
-            "sentence_splitter", "errors", "recognizer", "label_map", "mention_grouping", "return_document", "html")
+            "sentence_splitter", "errors", "recognizer", "label_map", "mention_grouping", "return_document", "html",
+            "ranker", "candidates_per_entity", "candidates_cap")
 
 
 def to_docred_predictions(outputs: Sequence) -> list:
@@ -91,6 +92,10 @@ class DocumentRelationExtractionPipeline(Pipeline):
         return_document (`bool`): return `{"document", "relations"}` per document, the document being the processed
             one (words, sentences, entities with character offsets for text input): what `render()` draws.
         html (`str`): write a self-contained HTML page of this call's documents and relations to this path.
+        ranker: DSDocRE: a pre-denoising ranker (`DocREForDenoisingPreTraining` with the relation-detection task, or
+            its folder). Each document without `candidate_pairs` is scored by it and only its top
+            min(candidates_per_entity x N_entities, candidates_cap) pairs (default 2 and 60) are scored by the
+            model; the other pairs are NA.
     """
 
     def __init__(self, model, tokenizer=None, **kwargs):
@@ -123,7 +128,8 @@ class DocumentRelationExtractionPipeline(Pipeline):
         preprocess, forward, postprocess = {}, {}, {}
         if kwargs.get("errors") not in (None, "raise", "skip"):
             raise ValueError(f"errors must be 'raise' or 'skip', got {kwargs['errors']!r}")
-        for name in ("snap_spans", "sentence_splitter", "errors", "recognizer", "label_map", "mention_grouping"):
+        for name in ("snap_spans", "sentence_splitter", "errors", "recognizer", "label_map", "mention_grouping", "ranker",
+                     "candidates_per_entity", "candidates_cap"):
             if kwargs.get(name) is not None:
                 preprocess[name] = kwargs[name]
         for name in ("return_document", "html"):
@@ -171,8 +177,20 @@ class DocumentRelationExtractionPipeline(Pipeline):
             cache[recognizer] = resolve_recognizer(recognizer)
         return cache[recognizer]
 
+    def _resolved_ranker(self, ranker):
+        """The ranker for a `ranker` option: a `DocREForDenoisingPreTraining` or its folder (loaded once)."""
+        if not isinstance(ranker, str):
+            return ranker
+        cache = self.__dict__.setdefault("_rankers", {})
+        if ranker not in cache:
+            from .pretraining_docre import DocREForDenoisingPreTraining
+
+            cache[ranker] = DocREForDenoisingPreTraining.from_pretrained(ranker).to(self.device).eval()
+        return cache[ranker]
+
     def preprocess(self, inputs, snap_spans=False, sentence_splitter=None, return_context=False, errors="raise",
-                   recognizer=None, label_map=None, mention_grouping=("name", "acronym", "surname")):
+                   recognizer=None, label_map=None, mention_grouping=("name", "acronym", "surname"), ranker=None,
+                   candidates_per_entity=2, candidates_cap=60):
         try:
             if isinstance(inputs, str):
                 inputs = {"text": inputs}
@@ -199,6 +217,10 @@ class DocumentRelationExtractionPipeline(Pipeline):
                 )
             else:
                 _input_error(inputs)
+            if ranker is not None and document.get("candidate_pairs") is None:  # DSDocRE: the ranker picks the pairs
+                self.featurizer.validate(document)
+                document = {**document, "candidate_pairs": self._resolved_ranker(ranker).candidate_pairs(
+                    [document], per_entity=candidates_per_entity, cap=candidates_cap)[0]}
             feature = self.featurizer(document, with_labels=False, with_word_map=return_context)
         except (ValueError, KeyError, TypeError) as error:  # DocREInputError and SpanAlignmentError are ValueErrors
             if errors == "raise":

@@ -43,6 +43,13 @@ _RELATION_TASKS = ("relation_detection", "cross_relation_detection", "relation_a
 _MATCHING_TASKS = ("mention_matching", "cross_mention_matching")
 
 
+def candidate_pair_count(num_entities: int, per_entity: int = 2, cap: int | None = 60) -> int:
+    """Pairs a document keeps for fine-tuning and evaluation: per_entity x N_entities (paper), capped at `cap`
+    (released code: 60), and at most every ordered pair."""
+    count = num_entities * per_entity if cap is None else min(num_entities * per_entity, cap)
+    return max(0, min(count, num_entities * (num_entities - 1)))
+
+
 @dataclass
 class DocREPreTrainingOutput(ModelOutput):
     """Output of [`DocREForDenoisingPreTraining`].
@@ -130,6 +137,29 @@ class DocREForDenoisingPreTraining(DocREPreTrainedModel):
         relation = table[batch, pair_index[..., 0].clamp(min=0), pair_index[..., 1].clamp(min=0)]
         scores = self.pretraining_heads.detection_score(relation).squeeze(-1)
         return scores.masked_fill((pair_index < 0).any(-1), float("-inf"))
+
+    def candidate_pairs(self, documents, per_entity: int = 2, cap: int | None = 60, batch_size: int = 8) -> list[list[list[int]]]:
+        """The ranker's candidate pairs of DocRED-format documents, best first: each document's top
+        `candidate_pair_count(N_entities, per_entity, cap)` ordered pairs by `score_pairs` (what the pipeline's
+        `ranker=` option and, stored, `hf_docre.denoising.select_candidate_pairs` give)."""
+        from .processing_docre import DocREDataCollator, DocREFeaturizer
+
+        featurizer = DocREFeaturizer.from_model(self, label2id=None)
+        collator = DocREDataCollator.from_model(self)
+        device = next(self.parameters()).device
+        selected = []
+        for start in range(0, len(documents), batch_size):
+            chunk = [{k: v for k, v in document.items() if k not in ("candidate_pairs", "labels")} for document in documents[start : start + batch_size]]
+            batch = collator([featurizer(document, with_labels=False) for document in chunk])
+            with torch.inference_mode():
+                scores = self.score_pairs(**{k: batch[k].to(device) for k in ("input_ids", "attention_mask", "mention_index", "pair_index")})
+            for row, document in enumerate(chunk):
+                pairs = batch["pair_index"][row]
+                real = int((pairs[:, 0] >= 0).sum())
+                count = candidate_pair_count(len(document["vertexSet"]), per_entity, cap)
+                order = torch.argsort(scores[row, :real].float().cpu(), descending=True, stable=True)[:count]
+                selected.append(pairs[order].tolist())
+        return selected
 
     # -- forward ---------------------------------------------------------------------------------------------------
 

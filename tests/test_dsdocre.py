@@ -289,6 +289,39 @@ def test_ranker_scores_are_batch_independent(encoder_dirs, relation_info, redocr
             assert torch.isinf(together[b, alone.shape[0]:]).all()
 
 
+def test_the_pipeline_picks_candidate_pairs_with_a_ranker(encoder_dirs, relation_info, redocred_documents, tmp_path):
+    from transformers import pipeline
+
+    from hf_docre.denoising import load_pair_scores, select_candidate_pairs, write_pair_scores
+
+    torch.manual_seed(0)
+    ranker = DocREForDenoisingPreTraining.from_encoder(encoder_dirs["bert"], relations=list(relation_info), method="dsdocre",
+                                                       pretraining_tasks=["relation_detection"], **SMALL).eval()
+    documents = [redocred_documents[6], short_document(redocred_documents[7]), redocred_documents[8]]
+    # in memory, batched or not, equal to the stored route (write_pair_scores -> select_candidate_pairs)
+    stored = select_candidate_pairs(load_pair_scores(write_pair_scores(ranker, DocREFeaturizer.from_model(ranker).featurize(
+        documents, with_labels=False), tmp_path / "scores")), [len(d["vertexSet"]) for d in documents])
+    assert ranker.candidate_pairs(documents) == ranker.candidate_pairs(documents, batch_size=1) == stored
+    assert [len(c) for c in stored] == [min(2 * len(d["vertexSet"]), 60) for d in documents]
+
+    model = DocREModel.from_encoder(encoder_dirs["bert"], relations=list(relation_info), method="dsdocre", **SMALL).eval()
+    with torch.no_grad():
+        model.head.classifier.bias[0] = -20.0  # NA never wins: every scored pair gets a relation
+    ranker.save_pretrained(tmp_path / "ranker")
+    pipe = pipeline("doc-relation-extraction", model=model)
+    for document, candidates in zip(documents, stored):
+        given_pairs = pipe({**document, "labels": [], "candidate_pairs": candidates})
+        assert given_pairs  # (pairs whose entities share no window of the tiny encoder are not scored)
+        assert {(r["head"]["index"], r["tail"]["index"]) for r in given_pairs} <= set(map(tuple, candidates))
+        for given in (ranker, str(tmp_path / "ranker")):
+            assert pipe(document, ranker=given) == given_pairs
+    assert len(pipe(documents[0])) > len(pipe(documents[0], ranker=ranker))  # without the ranker: every pair
+    top5 = ranker.candidate_pairs(documents[:1], per_entity=1, cap=5)[0]
+    assert top5 == stored[0][:5]
+    relations = pipe(documents[0], ranker=ranker, candidates_per_entity=1, candidates_cap=5)
+    assert relations and {(r["head"]["index"], r["tail"]["index"]) for r in relations} <= set(map(tuple, top5))
+
+
 def test_the_pretrained_relation_bilinear_can_start_the_fine_tuning_head(tmp_path):
     pretraining = tiny_pretraining_model(emb_size=6).float()
     pretraining.save_pretrained(tmp_path / "pretrained")
