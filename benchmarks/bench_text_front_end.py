@@ -18,7 +18,7 @@ has a known character span. Then, per recogniser:
 Recognisers: `rules` (hf_docre's dependency-free `RuleBasedRecognizer`); `minilm-ner`, a MiniLM token classifier
 (BIO over DocRED's 6 types) trained here with the stock Trainer on the sentences of the other documents (the
 quickstart's 400 training documents; `--ner_epochs`), used through a transformers token-classification pipeline;
-`spacy` (`en_core_web_sm`) when it is installed.
+spaCy (`--spacy_model`, default `en_core_web_sm`: hf_docre's default recogniser) when it is installed.
 
     python benchmarks/bench_text_front_end.py --model outputs/atlop-minilm --encoder <MiniLM folder> \\
         --output_dir outputs/front-end
@@ -139,6 +139,7 @@ def main():
     parser.add_argument("--holdout", type=int, default=100)
     parser.add_argument("--ner_epochs", type=float, default=3)
     parser.add_argument("--output_dir", default="outputs/front-end")
+    parser.add_argument("--spacy_model", default="en_core_web_sm", help="the spaCy pipeline to measure, when installed")
     parser.add_argument("--json", help="also write the rows here")
     args = parser.parse_args()
 
@@ -161,9 +162,9 @@ def main():
     try:
         import spacy
 
-        recognisers["spacy"] = spacy.load("en_core_web_sm")
+        recognisers[f"spacy {args.spacy_model}"] = spacy.load(args.spacy_model)
     except (ImportError, OSError) as error:
-        print(f"spacy en_core_web_sm not measured: {error}", file=sys.stderr)
+        print(f"spacy {args.spacy_model} not measured: {error}", file=sys.stderr)
 
     # sentence boundaries and the grouping rules alone (gold spans and types)
     starts_found = starts_gold = starts_both = 0
