@@ -1,6 +1,8 @@
 """Long documents: pairs whose entities share no encoder window are out of the training distribution and are not
 scored by default (`distant_pairs="no_relation"`); the options score them with their own context or none."""
 
+import os
+
 import pytest
 import torch
 from conftest import SMALL_HEAD, short_document
@@ -133,3 +135,28 @@ def test_no_entities_x_entities_x_tokens_tensor_and_rows_only_for_mentions_in_th
     assert largest[0] <= max(budget, num_entities * length), largest[0]
     mentions = (batch["mention_index"] >= 0).sum().item()
     assert rows_asked and max(rows_asked) < mentions / 2  # each window asks only for the mentions inside it
+
+
+TRAINED_MODEL = os.environ.get("HF_DOCRE_TRAINED_MODEL")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not TRAINED_MODEL, reason="needs a trained model: set HF_DOCRE_TRAINED_MODEL to its folder (a random "
+                                               "encoder predicts nothing worth counting, and CI cannot train one in its time)")
+@pytest.mark.parametrize("k", [2, 4, 8])
+def test_joined_documents_with_a_trained_model(redocred_documents, k):
+    """Issue 9's acceptance check on the quickstart's held-out documents (the last 100 of dev_revised.json, 96 used):
+    joined k at a time, the relations returned are within 1.3x of those for the documents run apart, and under 5%
+    of them link entities of different source documents."""
+    documents = redocred_documents[-100:][:96]
+    pipe = pipeline("doc-relation-extraction", model=TRAINED_MODEL)
+    separate = sum(len(relations) for relations in pipe(documents, batch_size=4))
+    joined = across = 0
+    for start in range(0, len(documents), k):
+        document, source = join_documents(documents[start : start + k])
+        for relation in pipe(document):
+            joined += 1
+            across += source[relation["head"]["index"]][0] != source[relation["tail"]["index"]][0]
+    assert separate > 0
+    assert 1 / 1.3 <= joined / separate <= 1.3, (joined, separate)
+    assert across / max(joined, 1) < 0.05, f"{across} of {joined} relations link different source documents"
