@@ -206,14 +206,17 @@ def _merge_token_tags(items, offset):
     return spans
 
 
-def recognize_entities(recognizer: Callable, text: str, sentence_spans: Sequence[tuple[int, int]] | None = None,
+def recognize_entities(recognizer: Callable, text: str, sentences: Sequence | None = None,
                        label_map: Mapping[str, str | None] | None = None) -> list[dict]:
     """Flat `{start, end, label}` spans of `text` found by `recognizer` (resolved), labels mapped onto the model's
-    types. A token-classification pipeline is run on `sentence_spans` (one call, a list of sentences)."""
+    types. A token-classification pipeline is run sentence by sentence (one call): on `sentences` (strings in order
+    or `[start, end]` offsets) when given, else on the text's own segmentation; the other recognisers see the text."""
     if _is_spacy_language(recognizer):
         raw = [{"start": e.start_char, "end": e.end_char, "label": e.label_} for e in recognizer(text).ents]
     elif _is_token_classification_pipeline(recognizer):
-        pieces = list(sentence_spans) if sentence_spans else [(0, len(text))]
+        from .text_docre import sentence_spans
+
+        pieces = sentence_spans(text, sentences)
         outputs = recognizer([text[s:e] for s, e in pieces])
         raw = [span for (s, _), items in zip(pieces, outputs) for span in _merge_token_tags(items, s)]
     else:

@@ -35,7 +35,7 @@ from .decoding_docre import decode_relations, relation_scores, select_by_score
 from .entities_docre import recognize_entities, resolve_recognizer
 from .processing_docre import DocREDataCollator, DocREFeaturizer, feature_pairs
 from .render_docre import render
-from .text_docre import SpanAlignmentError, sentence_spans, text_to_document
+from .text_docre import SpanAlignmentError, text_to_document
 
 __all__ = ["DocumentRelationExtractionPipeline", "SpanAlignmentError", "text_to_document", "to_docred_predictions"]
 
@@ -199,20 +199,18 @@ class DocumentRelationExtractionPipeline(Pipeline):
             if "sents" in inputs:
                 document = {k: v for k, v in inputs.items() if k != "labels"}
             elif "text" in inputs:
-                entities, snap = inputs.get("entities"), snap_spans
+                entities, snap, sentences = inputs.get("entities"), snap_spans, inputs.get("sentences")
                 if entities is None:  # raw text: the recogniser finds the entities (an explicit [] means none)
                     text = inputs["text"]
                     if not isinstance(text, str):
                         raise SpanAlignmentError(f"`text` must be a string, got {type(text).__name__}")
-                    sentences = inputs.get("sentences")
                     if sentences is None and sentence_splitter is not None:
-                        sentences = sentence_splitter(text)
-                    entities = recognize_entities(self._resolved_recognizer(recognizer), text,
-                                                  sentence_spans(text, sentences), label_map)
+                        sentences = sentence_splitter(text)  # split once, for the recogniser and the document
+                    entities = recognize_entities(self._resolved_recognizer(recognizer), text, sentences, label_map)
                     snap = True  # a recogniser's spans may cut words (sub-word tokens): widened to the words
                 document = text_to_document(
                     inputs["text"], entities, inputs.get("title"), snap,
-                    sentences=inputs.get("sentences"), words=inputs.get("words"), sentence_splitter=sentence_splitter,
+                    sentences=sentences, words=inputs.get("words"), sentence_splitter=sentence_splitter,
                     mention_grouping=mention_grouping,
                 )
             else:

@@ -78,11 +78,7 @@ def _document_data(document, relations):
         entities.append({"type": mentions[0].get("type", "") if mentions else "", "name": text[spans[0][0]:spans[0][1]] if spans else "",
                          "mentions": spans})
 
-    def word_index(item):
-        if "start" in item:
-            for w, (start, end) in enumerate(words):
-                if start <= item["start"] < end or (start >= item["start"] and end <= item["end"]):
-                    return w
+    def word_index(item):  # a context word: its (sentence, position) numbered across the document
         return first_word[item["sent_id"]] + item["pos"]
 
     listed = []
@@ -99,7 +95,7 @@ def _document_data(document, relations):
     return text, words, sentences, entities, listed
 
 
-def _text_html(text, words, sentences, entities, doc_index):
+def _text_html(text, words, sentences, entities):
     """The text with sentences, words and (non-overlapping) mentions as elements; everything escaped."""
     candidates = sorted(((s, e, ent, m) for ent, entity in enumerate(entities) for m, (s, e) in enumerate(entity["mentions"])),
                         key=lambda c: (c[0], -(c[1] - c[0])))
@@ -302,7 +298,7 @@ def render(document, relations: Sequence | None = None, title: str | None = None
         heading = html_lib.escape(doc.get("title") or f"Document {d + 1}")
         sections.append(
             f'<section class="docre-doc" data-doc="{d}"><h2>{heading}</h2>'
-            f'<div class="docre-text"><svg></svg>{_text_html(text, words, sentences, entities, d)}</div>'
+            f'<div class="docre-text"><svg></svg>{_text_html(text, words, sentences, entities)}</div>'
             f'<div class="docre-panel"><div><b>{len(listed)}</b> relation{"s" if len(listed) != 1 else ""}, '
             f'<b>{len(entities)}</b> entities</div><ol>{"".join(items)}</ol><div class="docre-details"></div></div></section>'
         )

@@ -218,7 +218,7 @@ def _acronym_form(name):
 
 
 def _person_name_words(name):
-    words = [w for w in re.findall(r"[^\W\d_][\w'-]*", name)]
+    words = re.findall(r"[^\W\d_][\w'-]*", name)
     while words and words[0].casefold().rstrip(".") in _PERSON_TITLES:
         words = words[1:]
     return words
@@ -276,13 +276,14 @@ def group_entity_spans(text: str, spans: Iterable, rules: Sequence[str] = ("name
             key = parent[key]
         return key
 
-    def name_of(key):
-        start, end, _ = min(groups[key])
-        return text[start:end]
-
-    def label_of(key):
-        labels = [label for _, _, label in groups[key]]
+    def most_frequent_label(mentions):
+        labels = [label for _, _, label in mentions]
         return max(dict.fromkeys(labels), key=labels.count)
+
+    first_mention = {key: min(mentions) for key, mentions in groups.items()}
+    names = {key: text[start:end] for key, (start, end, _) in first_mention.items()}
+    group_labels = {key: most_frequent_label(mentions) for key, mentions in groups.items()}
+    name_of, label_of = names.__getitem__, group_labels.__getitem__
 
     linkable = [key for key in keys if key[0] != "id"]
     if "acronym" in rules:
@@ -316,10 +317,8 @@ def group_entity_spans(text: str, spans: Iterable, rules: Sequence[str] = ("name
     entities = []
     for mentions in merged.values():
         mentions = sorted(set(mentions))
-        labels = [label for _, _, label in mentions]
-        label = max(dict.fromkeys(labels), key=labels.count)
         first = mentions[0]
-        entities.append({"mentions": [[s, e] for s, e, _ in mentions], "type": label, "name": text[first[0] : first[1]]})
+        entities.append({"mentions": [[s, e] for s, e, _ in mentions], "type": most_frequent_label(mentions), "name": text[first[0] : first[1]]})
     entities.sort(key=lambda entity: tuple(entity["mentions"][0]))
     return entities
 
