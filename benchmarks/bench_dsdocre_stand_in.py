@@ -44,7 +44,10 @@ def main():
     parser.add_argument("--output_dir", required=True)
     parser.add_argument("--annotated", type=int, default=100)
     parser.add_argument("--distant", type=int, default=300)
-    parser.add_argument("--epochs", type=float, default=10)
+    parser.add_argument("--epochs", type=float, default=10, help="Fine-tuning epochs (the released code: 30).")
+    parser.add_argument("--learning_rate", type=float, default=5e-5, help="Fine-tuning encoder learning rate.")
+    parser.add_argument("--head_learning_rate", type=float, default=1e-4, help="Fine-tuning head learning rate.")
+    parser.add_argument("--ranker_epochs", type=float, default=4)
     parser.add_argument("--pretrain_steps", type=int, default=60)
     parser.add_argument("--trusted_pairs", type=int, default=20)
     parser.add_argument("--seed", type=int, default=42)
@@ -66,7 +69,7 @@ def main():
     stages = out / "dsdocre"
     common = ["--model_name_or_path", args.encoder, "--relations_file", args.relations, "--train_file", str(out / "annotated.json"),
               "--distant_file", str(out / "distant.json"), "--validation_file", str(out / "dev.json"), "--output_dir", str(stages),
-              "--use_cpu", "--seed", str(args.seed), "--trusted_pairs", str(args.trusted_pairs)]
+              "--use_cpu", "--seed", str(args.seed), "--trusted_pairs", str(args.trusted_pairs), "--ranker_epochs", str(args.ranker_epochs)]
     seconds = {}
     for stage in ("ranker", "score"):
         seconds[stage] = run([python, str(REPO / "examples" / "run_dsdocre.py"), *common, "--stage", stage], out / f"{stage}.log")
@@ -93,7 +96,8 @@ def main():
 
     finetune = ["--relations_file", args.relations, "--method", "dsdocre", "--train_file", str(out / "annotated.json"),
                 "--validation_file", str(out / "dev.json"), "--do_train", "--do_eval", "--num_train_epochs", str(args.epochs),
-                "--per_device_train_batch_size", "4", "--learning_rate", "5e-5", "--head_learning_rate", "1e-4",
+                "--per_device_train_batch_size", "4", "--learning_rate", str(args.learning_rate),
+                "--head_learning_rate", str(args.head_learning_rate),
                 "--lr_scheduler_type", "linear", "--warmup_steps", "0.06", "--seed", str(args.seed), "--use_cpu",
                 "--report_to", "none", "--save_strategy", "no", "--logging_steps", "25"]
     rows = {}
