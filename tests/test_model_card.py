@@ -2,7 +2,6 @@ import json
 import os
 import subprocess
 import sys
-import textwrap
 
 import pytest
 import torch
@@ -84,18 +83,19 @@ def test_push_uploads_the_complete_folder_and_keeps_our_readme(model, tmp_path, 
     }
     readme = (uploaded / "README.md").read_text()
     assert "org/atlop-tiny" in readme and "value: 30.00" in readme
-    # The uploaded folder works in a clean process without hf_docre, as a user of the Hub would load it.
-    script = textwrap.dedent(
-        f"""
-        import sys
-        sys.modules["hf_docre"] = None
-        from transformers import pipeline
-        pipe = pipeline(model={str(uploaded)!r}, trust_remote_code=True)
-        import json
-        relations = pipe(json.loads({json.dumps(json.dumps(redocred_documents[3]))}))
-        print("OK", len(relations))
-        """
-    )
+    usage = readme.split("## Usage")[1].split("```python")[1].split("```")[0].replace('"org/atlop-tiny"', repr(str(uploaded)))
+    # The uploaded folder works in a clean process without hf_docre, as a user of the Hub would load it, and the
+    # card's usage code runs as written there.
+    script = "\n".join([
+        "import sys",
+        "sys.modules['hf_docre'] = None",
+        "from transformers import pipeline",
+        f"pipe = pipeline(model={str(uploaded)!r}, trust_remote_code=True)",
+        "import json",
+        f"relations = pipe(json.loads({json.dumps(json.dumps(redocred_documents[3]))}))",
+        usage,
+        "print('OK', len(relations))",
+    ])
     env = {**os.environ, "HF_MODULES_CACHE": str(tmp_path / "modules"), "HF_HUB_OFFLINE": "1"}
     result = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
