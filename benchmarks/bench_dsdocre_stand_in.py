@@ -122,8 +122,8 @@ def main():
     print(f"\ndistant labels: precision {100 * precision_before:.1f}% ({len(noisy)} labels) -> trusted top-{args.trusted_pairs}: "
           f"{100 * precision_after:.1f}% ({len(kept)} labels)")
     print(f"pre-training: {pretrain_documents} document encodings in {seconds['pretrain']:.0f} s "
-          f"({pretrain_documents / seconds['pretrain']:.1f} documents/s, forward and backward), peak RSS {peak_mb:.0f} MB "
-          "(nan: the pre-trained model was reused, delete it to measure)")
+          f"({pretrain_documents / seconds['pretrain']:.1f} documents/s, forward and backward), peak RSS {peak_mb:.0f} MB"
+          + (" (not measured: the pre-trained model was reused, delete it to measure)" if ran is False else ""))
 
 
 if __name__ == "__main__":
