@@ -123,7 +123,7 @@ def main():
           f"{100 * precision_after:.1f}% ({len(kept)} labels)")
     print(f"pre-training: {pretrain_documents} document encodings in {seconds['pretrain']:.0f} s "
           f"({pretrain_documents / seconds['pretrain']:.1f} documents/s, forward and backward), peak RSS {peak_mb:.0f} MB"
-          + (" (not measured: the pre-trained model was reused, delete it to measure)" if ran is False else ""))
+          + (" (not measured: the pre-trained model was reused, delete it to measure)" if not ran else ""))
 
 
 if __name__ == "__main__":

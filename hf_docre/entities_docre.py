@@ -25,6 +25,8 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping, Sequence
 
+from .text_docre import sentence_spans
+
 DOCRED_ENTITY_TYPES = ("PER", "ORG", "LOC", "TIME", "NUM", "MISC")
 
 # Keys are upper-case, without a B-/I-/E-/S- prefix.
@@ -214,8 +216,6 @@ def recognize_entities(recognizer: Callable, text: str, sentences: Sequence | No
     if _is_spacy_language(recognizer):
         raw = [{"start": e.start_char, "end": e.end_char, "label": e.label_} for e in recognizer(text).ents]
     elif _is_token_classification_pipeline(recognizer):
-        from .text_docre import sentence_spans
-
         pieces = sentence_spans(text, sentences)
         outputs = recognizer([text[s:e] for s, e in pieces])
         raw = [span for (s, _), items in zip(pieces, outputs) for span in _merge_token_tags(items, s)]

@@ -280,8 +280,7 @@ def group_entity_spans(text: str, spans: Iterable, rules: Sequence[str] = ("name
         labels = [label for _, _, label in mentions]
         return max(dict.fromkeys(labels), key=labels.count)
 
-    first_mention = {key: min(mentions) for key, mentions in groups.items()}
-    names = {key: text[start:end] for key, (start, end, _) in first_mention.items()}
+    names = {key: text[slice(*min(mentions)[:2])] for key, mentions in groups.items()}
     group_labels = {key: most_frequent_label(mentions) for key, mentions in groups.items()}
     name_of, label_of = names.__getitem__, group_labels.__getitem__
 
