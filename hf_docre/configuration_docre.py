@@ -127,6 +127,28 @@ class DocREConfig(PretrainedConfig):
         alignment_distance (`str`): relational fact alignment score w·|r_A - r_B| + b (`"abs"`, paper Eq. 4) or
             w·(r_A - r_B)^2 + b (`"square"`, the released code).
         pretraining_relation_size (`int`): size of the pre-training relation representation Bilinear_E (256).
+        long_input (`str`): how a document longer than the window is encoded. `"windows"` (default): windows of the
+            encoder's size every `window_stride` tokens, each attention row renormalised over the tokens its window
+            keeps, then averaged over windows. `"two_windows"`: the rule of the released ATLOP, DREEAM and KD-DocRE
+            code for up to twice the window: the first window (the document's start, closed by
+            `window_end_token_ids`) and the last (the document's prefix tokens, then its end); hidden states averaged
+            where both cover a token, attention rows summed over the windows and then renormalised. Beyond what two
+            windows cover, hf_docre adds windows in between (the released code truncates documents at 1024 tokens).
+        window_end_token_ids (`list[int]`, *optional*): with `long_input="two_windows"`, the tokens that close the
+            first window (the released code: `[SEP]` for BERT, `</s></s>` for RoBERTa). None: the document's own
+            suffix tokens.
+        context_layers (`int`): hidden states and the attention of localized context pooling are averaged over the
+            encoder's last `context_layers` layers (1: the last layer only, ATLOP; the released DREEAM code: 3).
+        context_epsilon (`float`): added to the normaliser of the pair's attention (averaged over heads) in
+            localized context pooling: a = q / (sum(q) + eps). 0 (default, the paper's a = q / sum(q)); the released
+            code adds 1e-5 (ATLOP), 1e-30 (DREEAM) or 1e-10 / heads (KD-DocRE). Pairs with q = 0 get no context.
+        word_tokenization (`str`): `"in_context"` (default): words are tokenized as in one tokenizer call on the
+            document's words (byte-level BPE tokenizers then see a space before every word); `"isolated"`: every word
+            alone with no space before it, as the released ATLOP/DREEAM/KD-DocRE code calls `tokenizer.tokenize(word)`
+            (differs from the default only for byte-level BPE tokenizers such as RoBERTa's).
+        evidence_threshold (`float`, *optional*): evidence retrieval from localized context pooling (DREEAM, Ma et
+            al. 2023): a sentence is evidence of a pair's relations when the share of the pair's context weights on
+            its tokens exceeds this (DREEAM: 0.2). None: no evidence. Needs `use_context_pooling`.
         distant_pairs (`str`): what to do in a long document with a pair whose entities share no encoder window
             (no window holds a mention of each; documents that fit one window have no such pair, so the head never
             saw one in training): `"no_relation"` (default) does not score them: they decode as NA and take no
@@ -181,6 +203,12 @@ class DocREConfig(PretrainedConfig):
         pretraining_task_weights: dict[str, float] | None = None,
         alignment_distance: str = "abs",
         pretraining_relation_size: int = 256,
+        long_input: str = "windows",
+        window_end_token_ids: Sequence[int] | None = None,
+        context_layers: int = 1,
+        context_epsilon: float = 0.0,
+        word_tokenization: str = "in_context",
+        evidence_threshold: float | None = None,
         **kwargs,
     ):
         if kwargs.get("custom_pipelines") and _pipeline_installed(kwargs["custom_pipelines"]):
@@ -263,6 +291,12 @@ class DocREConfig(PretrainedConfig):
         self.pretraining_task_weights = {task: float((pretraining_task_weights or {}).get(task, 1.0)) for task in tasks}
         self.alignment_distance = alignment_distance
         self.pretraining_relation_size = pretraining_relation_size
+        self.long_input = long_input
+        self.window_end_token_ids = None if window_end_token_ids is None else [int(i) for i in window_end_token_ids]
+        self.context_layers = context_layers
+        self.context_epsilon = context_epsilon
+        self.word_tokenization = word_tokenization
+        self.evidence_threshold = evidence_threshold
         self._validate()
         super().__init__(**kwargs)
         if self.id2label is None or 0 not in self.id2label:
@@ -282,6 +316,8 @@ class DocREConfig(PretrainedConfig):
             ("distant_pairs", _DISTANT_PAIRS),
             ("alignment_distance", ("abs", "square")),
             ("marker_order", ("entity", "ranked")),
+            ("long_input", ("windows", "two_windows")),
+            ("word_tokenization", ("in_context", "isolated")),
         ):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"DocREConfig: `{name}` must be one of {allowed}, got {getattr(self, name)!r}.")
@@ -297,6 +333,17 @@ class DocREConfig(PretrainedConfig):
             raise ValueError("DocREConfig: `axial_attention` works on the group-bilinear pair representation.")
         if self.marker_order == "ranked" and self.entity_marker != "indexed":
             raise ValueError("DocREConfig: `marker_order='ranked'` numbers indexed markers; it needs `entity_marker='indexed'`.")
+        if not (isinstance(self.context_layers, int) and not isinstance(self.context_layers, bool) and self.context_layers >= 1):
+            raise ValueError(f"DocREConfig: `context_layers` must be an int >= 1, got {self.context_layers!r}.")
+        if (isinstance(self.context_epsilon, bool) or not isinstance(self.context_epsilon, (int, float))
+                or not 0 <= self.context_epsilon < float("inf")):
+            raise ValueError(f"DocREConfig: `context_epsilon` must be a number >= 0, got {self.context_epsilon!r}.")
+        if self.evidence_threshold is not None:
+            if (isinstance(self.evidence_threshold, bool) or not isinstance(self.evidence_threshold, (int, float))
+                    or not 0 <= self.evidence_threshold < 1):
+                raise ValueError(f"DocREConfig: `evidence_threshold` must be None or a number in [0, 1), got {self.evidence_threshold!r}.")
+            if not self.use_context_pooling:
+                raise ValueError("DocREConfig: `evidence_threshold` reads the localized-context weights; it needs `use_context_pooling=True`.")
         unknown = [task for task in self.pretraining_tasks if task not in PRETRAINING_TASKS]
         if unknown:
             raise ValueError(f"DocREConfig: unknown `pretraining_tasks` {unknown}; tasks: {PRETRAINING_TASKS}.")

@@ -103,20 +103,31 @@ class DocumentEncoderMixin:
         """Run the encoder (`self.encoder` unless another is given) once. Returns hidden states [N, W, D] and, when
         `attention_rows` ([N, Q] positions) is given, the last layer's attention of those rows [N, H, Q, W]."""
         encoder = self.encoder if encoder is None else encoder
+        layers = getattr(self.config, "context_layers", 1)
+        hidden_kwargs = {"output_hidden_states": True} if layers > 1 else {}
+
+        def hidden_states(outputs):  # the mean of the last `context_layers` layers (DREEAM's released code: 3)
+            if layers == 1:
+                return outputs.last_hidden_state
+            return torch.stack(outputs.hidden_states[-layers:]).mean(0)
+
+        def attention_mean(attentions):
+            return attentions[-1] if layers == 1 else torch.stack(attentions[-layers:]).mean(0)
+
         if attention_rows is None:
-            outputs = encoder(input_ids=input_ids, attention_mask=attention_mask)
-            return outputs.last_hidden_state, None
+            outputs = encoder(input_ids=input_ids, attention_mask=attention_mask, **hidden_kwargs)
+            return hidden_states(outputs), None
         if encoder.config._attn_implementation == LAST_LAYER_ATTENTION:
             outputs = encoder(
                 input_ids=input_ids, attention_mask=attention_mask, output_attentions=True,
-                docre_attention_rows=attention_rows,
+                docre_attention_rows=attention_rows, docre_attention_layers=layers, **hidden_kwargs,
             )
-            return outputs.last_hidden_state, outputs.attentions[-1]
+            return hidden_states(outputs), attention_mean(outputs.attentions)
         # Encoders without attention functions: eager everywhere, then keep the rows asked for.
-        outputs = encoder(input_ids=input_ids, attention_mask=attention_mask, output_attentions=True)
-        attention = outputs.attentions[-1]
+        outputs = encoder(input_ids=input_ids, attention_mask=attention_mask, output_attentions=True, **hidden_kwargs)
+        attention = attention_mean(outputs.attentions)
         index = attention_rows[:, None, :, None].expand(-1, attention.shape[1], -1, attention.shape[-1])
-        return outputs.last_hidden_state, attention.gather(2, index)
+        return hidden_states(outputs), attention.gather(2, index)
 
     def _encode_bucketed(self, input_ids, lengths, attention_rows=None, encoder=None):
         """`_encoder_forward` over sequences of different lengths, in sub-batches of similar length.
@@ -182,7 +193,101 @@ class DocumentEncoderMixin:
                 row_attention = row_attention.view(batch_size, -1, num_entities, num_mentions, row_attention.shape[-1])
                 entity_attention = torch.einsum("bem,bhemk->behk", weights, row_attention)
             return EncodedDocuments(sequence_output, entity_attention)
+        if getattr(config, "long_input", "windows") == "two_windows":
+            return self._encode_two_windows(input_ids, mention_index, lengths, need_attention, encoder)
         return self._encode_windows(input_ids, mention_index, lengths, need_attention, encoder)
+
+    def _two_window_plan(self, input_ids, lengths):
+        """The released code's windows (`long_input="two_windows"`): [(document, token ids, first kept window
+        position, end of the kept positions, document position of window position 0)]."""
+        config = self.config
+        window = config.effective_window_size
+        prefix, suffix = config.window_prefix_tokens, config.window_suffix_tokens
+        plan = []
+        for b, length in enumerate(lengths):
+            ids = input_ids[b, :length]
+            if length <= window:
+                plan.append((b, ids, 0, length, 0))
+                continue
+            if config.window_end_token_ids is not None:
+                end = torch.tensor(config.window_end_token_ids, dtype=ids.dtype, device=ids.device)
+            else:
+                end = ids[length - suffix :]
+            covered = window - len(end)  # the first window keeps [0, covered): its start, not its end tokens
+            plan.append((b, torch.cat([ids[:covered], end]), 0, covered, 0))
+            last_start = length - window + prefix  # the last window keeps [last_start, length): not its prefix
+            capacity = window - prefix - len(end)
+            while covered < last_start:  # only past twice the window: the released code never gets here
+                start = max(prefix, covered - capacity // 2)
+                plan.append((b, torch.cat([ids[:prefix], ids[start : start + capacity], end]), prefix, prefix + capacity, start - prefix))
+                covered = start + capacity
+            plan.append((b, torch.cat([ids[:prefix], ids[last_start:length]]), prefix, window, last_start - prefix))
+        return plan
+
+    def _encode_two_windows(self, input_ids, mention_index, lengths, need_attention, encoder=None):
+        """`long_input="two_windows"`: the released ATLOP/DREEAM/KD-DocRE encoding of long documents. Hidden states
+        are averaged over the windows that keep a token; a mention's attention rows are summed over the windows
+        that keep it (each over the columns that window keeps) and renormalised; an entity's row is the mean of its
+        mentions'."""
+        device = input_ids.device
+        batch_size, length = input_ids.shape
+        num_entities = mention_index.shape[1]
+        plan = self._two_window_plan(input_ids, lengths)
+        window_lengths = [len(ids) for _, ids, _, _, _ in plan]
+        width = max(window_lengths)
+        pad_id = self.config.encoder.pad_token_id
+        window_ids = input_ids.new_full((len(plan), width), pad_id if pad_id is not None else 0)
+        for w, (_, ids, _, _, _) in enumerate(plan):
+            window_ids[w, : len(ids)] = ids
+        doc, low, high, offset = (torch.tensor(column, device=device) for column in
+                                  ([p[0] for p in plan], [p[2] for p in plan], [p[3] for p in plan], [p[4] for p in plan]))
+        local = torch.arange(width, device=device)[None, :]
+        keep = (local >= low[:, None]) & (local < high[:, None])  # [N, W]
+        target = torch.where(keep, doc[:, None] * (length + 1) + local + offset[:, None], doc[:, None] * (length + 1) + length)
+
+        mention_batch, mention_entity, mention_slot = (mention_index >= 0).nonzero(as_tuple=True)  # K mentions
+        position = mention_index[mention_batch, mention_entity, mention_slot]
+        window_position = position[None, :] - offset[:, None]  # [N, K]
+        inside = (doc[:, None] == mention_batch[None, :]) & (window_position >= low[:, None]) & (window_position < high[:, None])
+        entity_in_window = torch.zeros(len(plan), num_entities, device=device)
+        hit_window, hit_mention = inside.nonzero(as_tuple=True)
+        entity_in_window[hit_window, mention_entity[hit_mention]] = 1.0
+        by_document = entity_in_window.new_zeros(batch_size, len(plan), num_entities)
+        by_document[doc, torch.arange(len(plan), device=device)] = entity_in_window
+        shared_window = torch.bmm(by_document.transpose(1, 2), by_document) > 0  # [B, E, E]
+
+        rows = slot_mention = slot_valid = None
+        if need_attention:
+            num_slots = max(1, int(inside.sum(-1).max()))
+            slot_mention = torch.argsort((~inside).to(torch.int8), dim=1, stable=True)[:, :num_slots]  # [N, Q]: k
+            slot_valid = inside.gather(1, slot_mention)
+            rows = window_position.gather(1, slot_mention).masked_fill(~slot_valid, 0)
+        hidden, row_attention = self._encode_bucketed(window_ids, window_lengths, rows, encoder)
+
+        hidden_size = hidden.shape[-1]
+        flat_target = target.reshape(-1)
+        summed = hidden.new_zeros(batch_size * (length + 1), hidden_size).index_add(0, flat_target, hidden.reshape(-1, hidden_size))
+        counts = hidden.new_zeros(batch_size * (length + 1)).index_add(0, flat_target, keep.to(hidden.dtype).reshape(-1))
+        sequence_output = (summed / counts.clamp(min=1)[:, None]).view(batch_size, length + 1, hidden_size)[:, :length]
+        if not need_attention:
+            return EncodedDocuments(sequence_output, None, shared_window)
+
+        # Each kept column of each valid slot's row goes to (its mention, the column's document position).
+        num_mentions, num_heads = len(position), row_attention.shape[1]
+        slot_target = torch.where(slot_valid, slot_mention, torch.full_like(slot_mention, num_mentions))  # K = dump
+        column = torch.where(keep, local + offset[:, None], torch.full_like(target, length))  # [N, W] in the document
+        index = slot_target[:, :, None] * (length + 1) + column[:, None, :]  # [N, Q, W]
+        values = (row_attention * keep[:, None, None, :].to(row_attention.dtype)).permute(0, 2, 3, 1)  # [N, Q, W, H]
+        mention_rows = values.new_zeros((num_mentions + 1) * (length + 1), num_heads).index_add(
+            0, index.reshape(-1), values.reshape(-1, num_heads)
+        ).view(num_mentions + 1, length + 1, num_heads)[:num_mentions, :length]  # [K, L, H]
+        mention_rows = mention_rows / (mention_rows.sum(1, keepdim=True) + 1e-10)
+        per_entity = (mention_index >= 0).sum(-1).clamp(min=1)[mention_batch, mention_entity].to(mention_rows.dtype)
+        entity_attention = mention_rows.new_zeros(batch_size * num_entities, length, num_heads).index_add(
+            0, mention_batch * num_entities + mention_entity, mention_rows / per_entity[:, None, None]
+        )
+        entity_attention = entity_attention.view(batch_size, num_entities, length, num_heads).permute(0, 1, 3, 2)
+        return EncodedDocuments(sequence_output, entity_attention.contiguous(), shared_window)
 
     def _encode_windows(self, input_ids, mention_index, lengths, need_attention, encoder=None):
         config = self.config
@@ -296,7 +401,8 @@ class DocumentEncoderMixin:
         """Localized context pooling (ATLOP Sec. 5) for the N pairs (`pair_batch`, `heads`, `tails`, each [N]).
         Returns the context c [N, D] and, with `need_weights`, the weights a [N, L] (else None).
 
-        q = sum over heads of A_s * A_o; a = q / sum(q); c = H^T a. In a long document, entities that share no
+        q = sum over heads of A_s * A_o; a = q / sum(q) (or q / (sum(q) + heads * `config.context_epsilon`), the
+        released code's normaliser); c = H^T a. In a long document, entities that share no
         window have attention with (almost) disjoint support, so q is 0 or nearly. Pairs marked in `own_context`
         ([N] bool; `distant_pairs="entity_context"`) take instead the mean of the two entities' own attention,
         a = (mean_h A_s + mean_h A_o) / 2; other pairs with q = 0 get no context (a = c = 0).
@@ -304,7 +410,8 @@ class DocumentEncoderMixin:
         q is computed document by document for a chunk of head entities against all entities at a time ([C, E, L],
         at most `LOCALIZED_CONTEXT_CHUNK_ELEMENTS`), so memory does not grow with E x E x L on long documents.
         """
-        num_entities, length = entity_attention.shape[1], entity_attention.shape[-1]
+        num_entities, num_heads, length = entity_attention.shape[1], entity_attention.shape[2], entity_attention.shape[-1]
+        epsilon = float(getattr(self.config, "context_epsilon", 0.0) or 0.0)
         rows_per_chunk = max(1, LOCALIZED_CONTEXT_CHUNK_ELEMENTS // max(1, num_entities * length))
         entity_mean = entity_attention.mean(2) if own_context is not None else None  # [B, E, L]
         order, contexts, all_weights = [], [], []
@@ -322,7 +429,10 @@ class DocumentEncoderMixin:
                     own = (entity_mean[b, head] + entity_mean[b, tail]) / 2
                     q = torch.where(own_context[selected][:, None], own, q)
                 total = q.sum(-1, keepdim=True)
-                weights = q / torch.where(total > 0, total, torch.ones_like(total))
+                if epsilon:  # the released code's a = mean_h(q) / (sum(mean_h(q)) + eps), with q summed over heads here
+                    weights = q / (total + epsilon * num_heads)
+                else:
+                    weights = q / torch.where(total > 0, total, torch.ones_like(total))
                 order.append(selected)
                 contexts.append(weights.to(sequence_output.dtype) @ sequence_output[b])
                 if need_weights:

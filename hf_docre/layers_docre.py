@@ -32,13 +32,15 @@ def last_layer_eager_attention(module, query, key, value, attention_mask, scalin
     Every layer runs sdpa. When attention weights are requested, the encoder's last layer also returns softmax
     weights: for the query rows in `docre_attention_rows` ([B, Q] token positions) only, as [B, H, Q, L], or for
     every row ([B, H, L, L]) when no rows are given. Weights are taken before dropout, so each row is a
-    distribution. Modules without a `layer_idx` count as the last layer (correct, only slower).
+    distribution. With `docre_attention_layers=k`, the last k layers return weights. Modules without a `layer_idx`
+    count as the last layer (correct, only slower).
     """
     wants_weights = kwargs.pop("output_attentions", False)
     rows = kwargs.pop("docre_attention_rows", None)
+    last_layers = kwargs.pop("docre_attention_layers", 1)
     layer_idx = getattr(module, "layer_idx", None)
     num_layers = getattr(getattr(module, "config", None), "num_hidden_layers", None)
-    is_last = layer_idx is None or num_layers is None or layer_idx == num_layers - 1
+    is_last = layer_idx is None or num_layers is None or layer_idx >= num_layers - last_layers
     output, _ = sdpa_attention_forward(module, query, key, value, attention_mask, scaling=scaling, dropout=dropout, **kwargs)
     if not (wants_weights and is_last):
         return output, None

@@ -51,6 +51,8 @@ class DocREModelCardData:
     eval_split: str = "dev"
     test_results: dict = field(default_factory=dict)  # the same on `test_split` (Trainer.predict with labels)
     test_split: str = "test"
+    # A model converted from the authors' released checkpoint (`hf_docre.conversion`): its source, file and command.
+    converted_from: dict | None = None
 
     def fill_from_model(self, model):
         if self.method is None:
@@ -178,11 +180,37 @@ def render_model_card(model, card: DocREModelCardData) -> str:
         rows = "\n".join(f"| {label} | {100 * scores[key]:.2f} |" for key, label in _METRICS if key in scores)
         tables.append(f"On {card.dataset_name or 'the evaluation data'} ({split}):\n\n| metric | value |\n| --- | --- |\n{rows}")
     results = "\n\n".join(tables) or "Not evaluated: the training run scored no evaluation or test data."
+    origin = "trained with hf_docre and the stock `transformers.Trainer`."
+    provenance = ""
+    converted = card.converted_from
+    if converted:
+        from .conversion import SOURCES
+
+        source = SOURCES[converted["source"]]
+        origin = (f"trained by the authors with their code ({source.repository}) and converted to hf_docre from their "
+                  f"released checkpoint `{converted['checkpoint']}`, with the options that reproduce their computation.")
+        rows = "\n".join(f"| {setting} | {split} | {ign:.2f} | {f1:.2f} |" for setting, split, ign, f1 in source.paper_scores)
+        if not tables:
+            results = ("The paper's published scores, **not re-measured by hf_docre** (the released file may be one of "
+                       "the runs behind them):\n\n| setting | split | Ign-F1 | F1 |\n| --- | --- | --- | --- |\n" + rows)
+        command = converted.get("command") or (f"hf-docre convert --source {converted['source']} --checkpoint "
+                                               f"{converted['checkpoint']} --encoder {converted['encoder']} --output <folder>")
+        provenance = (
+            "## Conversion\n\n"
+            f"- Source: {source.repository}, file `{converted['checkpoint']}` ({source.files}).\n"
+            f"- Licence of the source code and weights: {source.license}.\n"
+            f"- Command: `{command}`\n"
+            "- Options that reproduce the released computation: "
+            + ", ".join(f"`{k}={getattr(config, k)!r}`" for k in source.options if hasattr(config, k)) + ".\n"
+            + "".join(f"- {note}.\n" for note in converted.get("notes") or ())
+            + "\n"
+        )
     head = _head_description(config)
     hyper = ", ".join(f"{k} {v}" for k, v in card.hyperparameters.items() if v is not None) or "not recorded"
     template = read_template("model_card.md")
     return template.format(
         yaml=_yaml(model, card), title=card.repo_id.split("/")[-1], method=name, paper=paper, description=description,
+        origin=origin, provenance=provenance,
         base_model_link=(f"[`{card.base_model}`](https://huggingface.co/{card.base_model})" if _is_hub_id(card.base_model)
                          else f"the encoder `{os.path.basename(os.path.normpath(card.base_model))}` "
                               "(a local folder; set the card's `base_model` to its Hub id)"),

@@ -67,6 +67,10 @@ class DocREModelOutput(ModelOutput):
             each pair, when `teacher_logits` are given (with or without labels).
         scored_pairs (`torch.LongTensor` of shape `[B, P]`): 1 for the pairs the head scored; 0 for padding and for
             pairs left unscored (`distant_pairs="no_relation"`), whose logits decode as NA and which take no loss.
+        evidence_scores (`torch.FloatTensor` of shape `[B, P, S]`, *optional*): the share of each pair's
+            localized-context weights on each sentence (DREEAM's evidence retrieval); sentences above
+            `config.evidence_threshold` are the evidence of the pair's relations. With `evidence_threshold` set and
+            `token_sentence` given.
     """
 
     loss: torch.FloatTensor | None = None
@@ -76,6 +80,7 @@ class DocREModelOutput(ModelOutput):
     pair_loss: torch.FloatTensor | None = None
     distillation_loss: torch.FloatTensor | None = None
     scored_pairs: torch.LongTensor | None = None
+    evidence_scores: torch.FloatTensor | None = None
 
 
 class DocREPreTrainedModel(DocumentEncoderMixin, PreTrainedModel):
@@ -292,6 +297,7 @@ class DocREForRelationExtraction(DocREPreTrainedModel):
         labels: torch.Tensor | None = None,
         mention_end: torch.LongTensor | None = None,
         teacher_logits: torch.Tensor | None = None,
+        token_sentence: torch.LongTensor | None = None,
         output_context_weights: bool = False,
         output_entity_embeddings: bool = False,
         num_items_in_batch: int | torch.Tensor | None = None,
@@ -310,6 +316,8 @@ class DocREForRelationExtraction(DocREPreTrainedModel):
                 token; needed by `mention_representation="span"`.
             teacher_logits (`torch.FloatTensor` of shape `[B, P, R]`, *optional*): a teacher's logits for the same
                 pairs; adds the distillation loss (`config.distillation_loss`, KD-DocRE Eq. 12-13).
+            token_sentence (`torch.LongTensor` of shape `[B, L]`, *optional*): the sentence of each token (-1 for
+                special tokens and padding); with `config.evidence_threshold` set, the output has `evidence_scores`.
             output_context_weights (`bool`): also return the LOP weights [B, P, L].
             output_entity_embeddings (`bool`): also return the pooled entity embeddings [B, E, D].
             num_items_in_batch (*optional*): given by the Trainer: label entries over the whole optimiser step; the
@@ -328,8 +336,10 @@ class DocREForRelationExtraction(DocREPreTrainedModel):
         pair_batch, pair_slot = scored.nonzero(as_tuple=True)  # the N pairs the head scores
         heads, tails = pair_index[pair_batch, pair_slot, 0], pair_index[pair_batch, pair_slot, 1]
         entities = self.dropout(entity_embeddings)
+        want_evidence = (token_sentence is not None and self.head.uses_context
+                         and getattr(self.config, "evidence_threshold", None) is not None)
         context, pair_weights = self._pair_context(encoded, pair_index, pair_mask, pair_batch, pair_slot, heads, tails,
-                                                   output_context_weights)
+                                                   output_context_weights or want_evidence)
 
         def encode_entities(encoder):
             other = self.encode(input_ids, attention_mask, mention_index, need_attention=False, encoder=encoder)
@@ -341,10 +351,14 @@ class DocREForRelationExtraction(DocREPreTrainedModel):
         logits[..., 0] = 0.0  # pairs not scored decode as NA
         logits = logits.index_put(scatter.index, real_logits)
         loss, pair_loss, distillation = self._loss(real_logits, labels, teacher_logits, scatter, pair_mask, num_items_in_batch)
+        evidence_scores = None
+        if want_evidence:
+            evidence_scores = scatter(sentence_shares(pair_weights, token_sentence[pair_batch]))
         return DocREModelOutput(
             loss=loss,
             logits=logits,
-            context_weights=scatter(pair_weights) if pair_weights is not None else None,
+            evidence_scores=evidence_scores,
+            context_weights=scatter(pair_weights) if pair_weights is not None and output_context_weights else None,
             entity_embeddings=entity_embeddings if output_entity_embeddings else None,
             pair_loss=pair_loss,
             distillation_loss=distillation,
@@ -419,6 +433,15 @@ class _PairScatter:
     def gather(self, table):
         """[B, P, ...] -> [N, ...]."""
         return table[self.index]
+
+
+def sentence_shares(weights: torch.Tensor, token_sentence: torch.Tensor) -> torch.Tensor:
+    """weights [N, L] over tokens, token_sentence [N, L] (sentence id, -1 = none) -> [N, S]: the weight on each
+    sentence's tokens (S = the largest sentence id + 1)."""
+    num_sentences = max(1, int(token_sentence.max()) + 1) if token_sentence.numel() else 1
+    index = token_sentence.masked_fill(token_sentence < 0, num_sentences)
+    shares = weights.new_zeros(weights.shape[0], num_sentences + 1).scatter_add(1, index, weights)
+    return shares[:, :num_sentences]
 
 
 # The name of the relation-extraction model in hf_docre 0.1; folders saved then name it in `auto_map`.

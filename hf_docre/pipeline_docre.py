@@ -233,11 +233,12 @@ class DocumentRelationExtractionPipeline(Pipeline):
         inputs = model_inputs["inputs"]
         features = [f for f in inputs.features if f is not None]  # skipped documents (errors="skip") have none
         if not features:
-            return {"logits": None, "context_weights": None, "inputs": inputs}
+            return {"logits": None, "context_weights": None, "evidence_scores": None, "inputs": inputs}
         batch = self.collator(features)
         batch = {k: v.to(self.device) for k, v in batch.items()}
         output = self.model(**batch, output_context_weights=return_context)
-        return {"logits": output.logits, "context_weights": output.context_weights, "inputs": inputs}
+        return {"logits": output.logits, "context_weights": output.context_weights,
+                "evidence_scores": getattr(output, "evidence_scores", None), "inputs": inputs}
 
     def postprocess(self, model_outputs, max_relations_per_pair=None, threshold=None, top_k=None, return_context=False,
                     context_words=5, return_document=False, html=None):
@@ -255,6 +256,8 @@ class DocumentRelationExtractionPipeline(Pipeline):
         relation_of = {i: (config.relation_names.get(code, code) if config.relation_names else code, code)
                        for i, code in config.id2label.items()}
         context_weights = model_outputs["context_weights"] if return_context else None
+        evidence_scores = model_outputs.get("evidence_scores")
+        evidence_threshold = getattr(config, "evidence_threshold", None)
         results = []
         b = -1  # row of the batch: skipped documents have none
         for feature, document in zip(inputs.features, inputs.documents):
@@ -285,6 +288,11 @@ class DocumentRelationExtractionPipeline(Pipeline):
                         "sentences": sentences}
                 if "offsets" in document:
                     item["sentence_spans"] = [list(document["offsets"]["sentences"][s]) for s in sentences]
+                if evidence_scores is not None:  # DREEAM: sentences holding more than the threshold of the context
+                    shares = evidence_scores[b, p, : len(document["sents"])]
+                    item["evidence"] = (shares > evidence_threshold).nonzero().flatten().tolist()
+                    if "offsets" in document:
+                        item["evidence_spans"] = [list(document["offsets"]["sentences"][s]) for s in item["evidence"]]
                 if context_weights is not None:
                     item["context"] = _context_words(context_weights[b, p], feature["token_word"], words, context_words)
                 relations.append(item)

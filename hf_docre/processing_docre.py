@@ -12,6 +12,8 @@ Features of one document (compact, so `datasets` stores them cheaply):
 - `mention_index`: list (per entity) of lists of token indices of each mention's start marker;
 - `mention_end` (with `mention_spans=True`): the same nesting, the token after each mention's last token (so a
   mention's tokens are `mention_index` to `mention_end`, its start marker included when there are markers);
+- `sentence_start` (with `sentence_spans=True`, for evidence): the first token of each sentence (its markers
+  included), then the token after the last sentence ([S + 1]);
 - `pair_index`: only when the document restricts the pairs to score (`candidate_pairs`, as in CDR/GDA): list of
   [head, tail] entity ids. Absent (or None) means all ordered pairs h != t, row-major (`all_ordered_pairs`); the
   collator builds those from the entity count, so the common case stores nothing per pair;
@@ -24,6 +26,7 @@ be one of them.
 
 from __future__ import annotations
 
+import json
 import warnings
 from collections.abc import Collection, Iterable
 
@@ -169,6 +172,22 @@ def validate_document(document: dict, index: int | None = None, relations: Colle
             fail(f"pair ({label['h']}, {label['t']}) is not in the document's candidate_pairs", f"labels[{k}]")
 
 
+def _without_prefix_space(tokenizer_json):
+    """A serialized tokenizers-library tokenizer whose byte-level pre-tokenizer adds no space before a word."""
+    def visit(node):
+        if isinstance(node, dict):
+            if node.get("type") == "ByteLevel" and "add_prefix_space" in node:
+                node["add_prefix_space"] = False
+            for value in node.values():
+                visit(value)
+        elif isinstance(node, list):
+            for value in node:
+                visit(value)
+
+    visit(tokenizer_json.get("pre_tokenizer"))
+    return tokenizer_json
+
+
 def all_ordered_pairs(num_entities: int) -> np.ndarray:
     """[P, 2] array of (head, tail) for every h != t, row-major (P = E * (E - 1))."""
     heads, tails = np.divmod(np.arange(num_entities * num_entities), num_entities)
@@ -224,10 +243,14 @@ class DocREFeaturizer:
             fingerprints stay stable.
         mention_spans: also give `mention_end` (for `mention_representation="span"`).
         max_cached_words: the cache is emptied when it grows past this many words.
+        word_tokenization: `"in_context"` (default, as above) or `"isolated"`: every word tokenized alone with no
+            space before it, as the released ATLOP/DREEAM/KD-DocRE code does (`tokenizer.tokenize(word)`); this
+            differs only for byte-level BPE tokenizers (RoBERTa), whose words then lose their leading-space marker.
     """
 
     def __init__(self, tokenizer, label2id=None, entity_marker="*", cache_words=True, max_cached_words=1_000_000,
-                 mention_spans=False, marker_format="[unused{}]", max_marked_entities=42, marker_order="entity"):
+                 mention_spans=False, marker_format="[unused{}]", max_marked_entities=42, marker_order="entity",
+                 word_tokenization="in_context", sentence_spans=False):
         if not getattr(tokenizer, "is_fast", False):
             raise ValueError("DocREFeaturizer needs a fast tokenizer (word alignment comes from the tokenizers library).")
         self.tokenizer = tokenizer
@@ -238,6 +261,10 @@ class DocREFeaturizer:
         if marker_order not in ("entity", "ranked"):
             raise ValueError(f"marker_order must be 'entity' or 'ranked', got {marker_order!r}")
         self.marker_order = marker_order
+        if word_tokenization not in ("in_context", "isolated"):
+            raise ValueError(f"word_tokenization must be 'in_context' or 'isolated', got {word_tokenization!r}")
+        self.word_tokenization = word_tokenization
+        self.sentence_spans = sentence_spans
         self.cache_words = cache_words
         self.mention_spans = mention_spans
         self.max_cached_words = max_cached_words
@@ -258,6 +285,8 @@ class DocREFeaturizer:
         config = model.config
         kwargs.setdefault("mention_spans", getattr(config, "mention_representation", "start") == "span")
         kwargs.setdefault("label2id", config.label2id)
+        kwargs.setdefault("word_tokenization", getattr(config, "word_tokenization", "in_context"))
+        kwargs.setdefault("sentence_spans", getattr(config, "evidence_threshold", None) is not None)
         if config.entity_marker == INDEXED_MARKERS:
             kwargs.setdefault("marker_format", config.marker_format)
             kwargs.setdefault("max_marked_entities", config.max_marked_entities)
@@ -333,7 +362,10 @@ class DocREFeaturizer:
         if self._backend is None:
             from tokenizers import Tokenizer
 
-            backend = Tokenizer.from_str(self.tokenizer.backend_tokenizer.to_str())
+            serialized = self.tokenizer.backend_tokenizer.to_str()
+            if self.word_tokenization == "isolated":
+                serialized = json.dumps(_without_prefix_space(json.loads(serialized)))
+            backend = Tokenizer.from_str(serialized)
             backend.no_truncation()
             backend.no_padding()
             self._backend = backend
@@ -342,7 +374,7 @@ class DocREFeaturizer:
     def _tokenize(self, words):
         """input_ids of the word sequence with special tokens, and the first token of every word plus, last, the
         position after the last word ([len(words) + 1])."""
-        if not self.cache_words:
+        if not self.cache_words and self.word_tokenization == "in_context":
             # verbose=False: the model windows long documents, so the tokenizer's "too long" warning does not apply.
             encoding = self.tokenizer(words, is_split_into_words=True, add_special_tokens=True, truncation=False, verbose=False)
             input_ids = list(encoding["input_ids"])
@@ -395,7 +427,9 @@ class DocREFeaturizer:
         start_word = {}  # (sent_id, word, key) -> index in `words` of the word that represents a mention start
         end_word = {}  # (sent_id, end, key) -> index in `words` of the word after a mention ending there
         marker_positions = []
+        sentence_first_word = []  # index in `words` where each sentence starts (its markers included), then the end
         for s, sentence in enumerate(sents):
+            sentence_first_word.append(len(words))
             sentence_starts = starts.get(s)
             if sentence_starts is None and (marker is None or s not in ends):
                 words.extend(sentence)
@@ -423,6 +457,7 @@ class DocREFeaturizer:
                         words.append(pair[0])
                 previous = boundary
             words.extend(sentence[previous:])
+        sentence_first_word.append(len(words))
 
         input_ids, first_token = self._tokenize(words)
         word_map = None
@@ -436,6 +471,8 @@ class DocREFeaturizer:
         features = {"title": document.get("title"), "input_ids": input_ids, "mention_index": mention_index}
         if word_map is not None:
             features["token_word"] = word_map
+        if self.sentence_spans:
+            features["sentence_start"] = [int(first_token[i]) for i in sentence_first_word]
         if self.mention_spans:
             if marker is None:  # the word after the mention: the next sentence's first word, or the end
                 offsets = np.cumsum([0] + [len(sentence) for sentence in sents]).tolist()
@@ -532,7 +569,8 @@ class DocREDataCollator:
     """Pads compact per-document features into the model's batch tensors.
 
     Returns `input_ids`, `attention_mask` [B, L]; `mention_index` [B, E, M] (-1 pad); `pair_index` [B, P, 2]
-    (-1 pad; all ordered pairs of a feature without its own `pair_index`); `mention_end` [B, E, M] and
+    (-1 pad; all ordered pairs of a feature without its own `pair_index`); `token_sentence` [B, L] (the sentence of
+    each token, -1 for special tokens and padding) when every feature has `sentence_start`; `mention_end` [B, E, M] and
     `teacher_logits` [B, P, R] when every feature has them; and, when every feature has `labels`, multi-hot `labels` [B, P, R] with padded pairs -100.
 
     Args:
@@ -582,6 +620,13 @@ class DocREDataCollator:
         }
         if with_ends:
             batch["mention_end"] = mention_end
+        if all(f.get("sentence_start") is not None for f in features):
+            token_sentence = torch.full((batch_size, length), -1, dtype=torch.long)
+            for b, feature in enumerate(features):
+                bounds = torch.as_tensor(feature["sentence_start"], dtype=torch.long)
+                sizes = bounds[1:] - bounds[:-1]
+                token_sentence[b, int(bounds[0]) : int(bounds[-1])] = torch.repeat_interleave(torch.arange(len(sizes)), sizes)
+            batch["token_sentence"] = token_sentence
         if all(f.get("teacher_logits") is not None for f in features):
             # A teacher's logits, stored flat ([P * R] per document, see hf_docre.distillation).
             teacher = torch.zeros(batch_size, num_pairs, self.num_relations)
