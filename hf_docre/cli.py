@@ -173,6 +173,19 @@ def predict(args) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hf-docre", description="Document-level relation extraction from the command line.")
     commands = parser.add_subparsers(dest="command", required=True)
+    c = commands.add_parser(
+        "convert", help="convert an authors' released checkpoint (ATLOP, DREEAM) into a model folder",
+        description="Convert a released checkpoint of the authors' research code (a torch.save'd state dict, read with "
+                    "weights_only=True) into a folder that from_pretrained, the pipeline and push_to_hub take. "
+                    "Every check runs before anything is written.")
+    c.add_argument("--source", required=True, choices=("atlop", "dreeam"), help="the code base that wrote the file")
+    c.add_argument("--checkpoint", required=True, help="the released file")
+    c.add_argument("--encoder", required=True, help="Hub id or folder of the encoder it was trained from "
+                   "(bert-base-cased, roberta-large, ...): its config and tokenizer")
+    c.add_argument("--output", required=True, help="a new folder for the model")
+    c.add_argument("--relations", default=None, help="the rel2id.json it was trained with (default: DocRED's)")
+    c.add_argument("--relation-names", dest="relation_names", default=None,
+                   help="{relation id: name} JSON (e.g. DocRED's rel_info.json) for readable output")
     p = commands.add_parser("predict", help="relations for the documents in files", description=__doc__,
                             formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", required=True, help="a saved model folder or a Hub model id")
@@ -193,8 +206,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def convert(args) -> int:
+    """`hf-docre convert`: an authors' released checkpoint -> a model folder (see `hf_docre.conversion`)."""
+    import shlex
+
+    from .conversion import CheckpointConversionError, convert_checkpoint
+
+    command = "hf-docre convert " + " ".join(shlex.quote(a) for a in args.argv)
+    try:
+        convert_checkpoint(args.source, args.checkpoint, encoder=args.encoder, output=args.output,
+                           relations=args.relations, relation_names=args.relation_names, command=command)
+    except (CheckpointConversionError, OSError) as error:
+        print(f"hf-docre convert: error: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    return 0
+
+
 def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    if args.command == "convert":
+        args.argv = argv[1:]
+        return convert(args)
     try:
         return predict(args)
     except InputFileError as error:
