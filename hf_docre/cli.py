@@ -174,11 +174,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hf-docre", description="Document-level relation extraction from the command line.")
     commands = parser.add_subparsers(dest="command", required=True)
     c = commands.add_parser(
-        "convert", help="convert an authors' released checkpoint (ATLOP, DREEAM) into a model folder",
+        "convert", help="convert an authors' released checkpoint (ATLOP, DREEAM, KD-DocRE) into a model folder",
         description="Convert a released checkpoint of the authors' research code (a torch.save'd state dict, read with "
                     "weights_only=True) into a folder that from_pretrained, the pipeline and push_to_hub take. "
                     "Every check runs before anything is written.")
-    c.add_argument("--source", required=True, choices=("atlop", "dreeam"), help="the code base that wrote the file")
+    c.add_argument("--source", required=True, choices=("atlop", "dreeam", "kd-docre"), help="the code base that wrote the file")
     c.add_argument("--checkpoint", required=True, help="the released file")
     c.add_argument("--encoder", required=True, help="Hub id or folder of the encoder it was trained from "
                    "(bert-base-cased, roberta-large, ...): its config and tokenizer")

@@ -127,6 +127,11 @@ class DocREConfig(PretrainedConfig):
         alignment_distance (`str`): relational fact alignment score w·|r_A - r_B| + b (`"abs"`, paper Eq. 4) or
             w·(r_A - r_B)^2 + b (`"square"`, the released code).
         pretraining_relation_size (`int`): size of the pre-training relation representation Bilinear_E (256).
+        axial_network (`str`): with `axial_attention`, `"paper"` (default: Eq. 7, one single-head layer over the real
+            pairs) or `"released"`: the released KD-DocRE code's network (`axial_layers` layers of `axial_heads`-head
+            axial attention with a feed-forward layer and LayerNorm, an outer residual, no mask, over a table padded to
+            `axial_table_size` entities and filled on the diagonal and the padding; a projection without bias).
+        axial_layers, axial_heads, axial_table_size (`int`): the released network's 6 layers, 8 heads, 42 entities.
         long_input (`str`): how a document longer than the window is encoded. `"windows"` (default): windows of the
             encoder's size every `window_stride` tokens, each attention row renormalised over the tokens its window
             keeps, then averaged over windows. `"two_windows"`: the rule of the released ATLOP, DREEAM and KD-DocRE
@@ -203,6 +208,10 @@ class DocREConfig(PretrainedConfig):
         pretraining_task_weights: dict[str, float] | None = None,
         alignment_distance: str = "abs",
         pretraining_relation_size: int = 256,
+        axial_network: str = "paper",
+        axial_layers: int = 6,
+        axial_heads: int = 8,
+        axial_table_size: int = 42,
         long_input: str = "windows",
         window_end_token_ids: Sequence[int] | None = None,
         context_layers: int = 1,
@@ -291,6 +300,10 @@ class DocREConfig(PretrainedConfig):
         self.pretraining_task_weights = {task: float((pretraining_task_weights or {}).get(task, 1.0)) for task in tasks}
         self.alignment_distance = alignment_distance
         self.pretraining_relation_size = pretraining_relation_size
+        self.axial_network = axial_network
+        self.axial_layers = axial_layers
+        self.axial_heads = axial_heads
+        self.axial_table_size = axial_table_size
         self.long_input = long_input
         self.window_end_token_ids = None if window_end_token_ids is None else [int(i) for i in window_end_token_ids]
         self.context_layers = context_layers
@@ -317,6 +330,7 @@ class DocREConfig(PretrainedConfig):
             ("alignment_distance", ("abs", "square")),
             ("marker_order", ("entity", "ranked")),
             ("long_input", ("windows", "two_windows")),
+            ("axial_network", ("paper", "released")),
             ("word_tokenization", ("in_context", "isolated")),
         ):
             if getattr(self, name) not in allowed:
@@ -355,7 +369,7 @@ class DocREConfig(PretrainedConfig):
         if self.two_step:
             return "two_step"
         if self.axial_attention:
-            return "axial"
+            return "axial_released" if getattr(self, "axial_network", "paper") == "released" else "axial"
         return self.pair_head
 
     @property

@@ -6,7 +6,7 @@ models that `from_pretrained`, the pipeline and `push_to_hub` take.
 A converted model turns on the options that reproduce the released code's computation (see `SOURCES` and the
 README's paper-vs-code table): the two-window rule for 513-1024 tokens, the `+ eps` of the localized-context
 normaliser, every pair scored, each word tokenized alone, and per source the rest (DREEAM: the last three layers and
-evidence retrieval). Every check runs before anything is written.
+evidence retrieval; KD-DocRE: its released axial network and bias-free projection). Every check runs before anything is written.
 """
 
 from __future__ import annotations
@@ -50,6 +50,7 @@ class ReleasedSource:
         paper_scores: the paper's published scores, `[(setting, split, Ign-F1, F1)]`.
         options: the `DocREConfig` options that reproduce the released computation.
         dropped: key prefixes of the released file that the released forward never reads (not converted).
+        renames: (released key prefix, hf_docre key prefix) of the head's layers.
     """
 
     name: str
@@ -60,6 +61,8 @@ class ReleasedSource:
     paper_scores: tuple
     options: dict = field(default_factory=dict)
     dropped: tuple = ()
+    renames: tuple = (("head_extractor.", "head.head_extractor."), ("tail_extractor.", "head.tail_extractor."),
+                      ("bilinear.", "head.bilinear."))
 
 
 _RELEASED_COMMON = dict(
@@ -84,6 +87,24 @@ SOURCES = {
         paper_scores=(("RoBERTa-large, Re-DocRED, no distant data", "test", 79.66, 80.73),
                       ("RoBERTa-large, DocRED", "test", 65.47, 67.53)),
         options={**_RELEASED_COMMON, "context_epsilon": 1e-30, "context_layers": 3, "evidence_threshold": 0.2},
+    ),
+    "kd-docre": ReleasedSource(
+        name="kd-docre", method="kd-docre", repository="https://github.com/tonytan48/KD-DocRE",
+        files="one `.pt` per training stage (the Google Drive folder linked from the repository's README)",
+        license="none stated in the repository (ask the authors before redistributing the weights)",
+        paper_scores=(("BERT-base, DocRED, no distant data", "dev", 60.08, 62.03),
+                      ("BERT-base, DocRED, no distant data", "test", 60.04, 62.08),
+                      ("BERT-base, DocRED, distillation", "test", 62.56, 64.76),
+                      ("RoBERTa-large, DocRED, no distant data", "test", 62.57, 64.28),
+                      ("RoBERTa-large, DocRED, distillation", "dev", 65.27, 67.12),
+                      ("RoBERTa-large, DocRED, distillation", "test", 65.24, 67.28)),
+        # The released LOP sums q over heads and adds 1e-10: context_epsilon (per head) is set at conversion.
+        options={**_RELEASED_COMMON, "axial_attention": True, "axial_network": "released", "loss": "afl",
+                 "focal_positive_weight": "released_code", "axial_heads": 8, "axial_table_size": 42},
+        dropped=("bilinear.", "teacher_model."),
+        renames=(("head_extractor.", "head.head_extractor."), ("tail_extractor.", "head.tail_extractor."),
+                 ("projection.", "head.bilinear."), ("classifier.", "head.classifier."),
+                 ("axial_transformer.", "head.axial_transformer.")),
     ),
 }
 
@@ -127,13 +148,6 @@ def load_released_state_dict(checkpoint) -> tuple[dict, list[str]]:
     return loaded, notes
 
 
-def _head_key(key):
-    for name in ("head_extractor", "tail_extractor", "bilinear"):
-        if key.startswith(name + "."):
-            return "head." + key
-    return None
-
-
 def map_released_keys(state_dict, source: ReleasedSource) -> tuple[dict, list[str], list[str]]:
     """Rename released keys to hf_docre's. Returns (mapped state dict, keys dropped on purpose, unknown keys)."""
     mapped, dropped, unknown = {}, [], []
@@ -146,10 +160,13 @@ def map_released_keys(state_dict, source: ReleasedSource) -> tuple[dict, list[st
                 mapped["encoder." + inner] = value
         elif any(key.startswith(prefix) for prefix in source.dropped):
             dropped.append(key)
-        elif _head_key(key) is not None:
-            mapped[_head_key(key)] = value
         else:
-            unknown.append(key)
+            for released, ours in source.renames:
+                if key.startswith(released):
+                    mapped[ours + key[len(released):]] = value
+                    break
+            else:
+                unknown.append(key)
     return mapped, dropped, unknown
 
 
@@ -194,7 +211,7 @@ def convert_checkpoint(
     """Convert a released checkpoint into a [`DocREForRelationExtraction`].
 
     Args:
-        source: `"atlop"` or `"dreeam"` (see `SOURCES`).
+        source: `"atlop"`, `"dreeam"` or `"kd-docre"` (see `SOURCES`).
         checkpoint: the released file (a `torch.save(state_dict)`), read with `weights_only=True`.
         encoder: Hub id or folder of the encoder it was trained from (its config and tokenizer; its weights are not
             read: the checkpoint has them).
@@ -237,6 +254,8 @@ def convert_checkpoint(
             raise CheckpointConversionError(f"{path}: missing key {key[len('head.'):]!r}: is this a {source} checkpoint?")
     emb_size, doubled_hidden = mapped["head.head_extractor.weight"].shape
     num_classes, bilinear_in = mapped["head.bilinear.weight"].shape
+    if "head.classifier.weight" in mapped:  # KD-DocRE: the group bilinear projects to pair features first
+        num_classes = mapped["head.classifier.weight"].shape[0]
     if bilinear_in % emb_size:
         raise CheckpointConversionError(f"{path}: bilinear.weight {tuple(mapped['head.bilinear.weight'].shape)} is not "
                                         f"[classes, {emb_size} x block size]")
@@ -256,6 +275,10 @@ def convert_checkpoint(
         tokenizer = load_tokenizer(encoder)
     prefix, suffix = special_token_layout(tokenizer)
     options = dict(spec.options)
+    if source == "kd-docre":
+        layers = {key.split(".")[3] for key in mapped if key.startswith("head.axial_transformer.ffns.")}
+        options["axial_layers"] = len(layers)
+        options["context_epsilon"] = 1e-10 / encoder_config.num_attention_heads
     config = DocREConfig(
         encoder=encoder_config, relations=relations, relation_names=relation_names, method=spec.method,
         emb_size=int(emb_size), block_size=int(bilinear_in // emb_size), window_prefix_tokens=prefix,
@@ -293,15 +316,15 @@ def convert_checkpoint(
     add_marker_tokens(tokenizer, model.config)
     if dropped:
         log(f"{path}: not converted (never read by the released forward): {', '.join(dropped)}")
-    model.conversion_record = {
+    # Kept in config.json, so the card of a folder loaded later (and pushed) still names its source.
+    model.config.converted_from = {
         "source": source, "checkpoint": os.path.basename(path), "encoder": str(encoder), "command": command,
         "notes": notes, "dropped": dropped,
     }
     if output is not None:
         from .model_card import DocREModelCardData, save_with_card
 
-        card = DocREModelCardData(repo_id=f"your-org/{os.path.basename(os.path.normpath(output))}", license=None,
-                                  converted_from=model.conversion_record)
+        card = DocREModelCardData(repo_id=f"your-org/{os.path.basename(os.path.normpath(output))}")
         save_with_card(model, output, card)
         log(f"saved {output}")
     return model

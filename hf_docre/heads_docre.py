@@ -10,6 +10,7 @@ model scores (column 0 = the NA/threshold class). A head says whether it reads a
 | `bilinear` | Wang et al. 2019 | projection of each entity to `emb_size`, then a full bilinear layer |
 | `group_bilinear` | Zhou et al. 2021 (ATLOP) | head/tail extractors over [entity; context], group bilinear |
 | `axial` | Tan et al. 2022 (KD-DocRE) | ATLOP's group bilinear to `pair_hidden_size` features, axial attention over the entity-pair table, linear classifier |
+| `axial_released` | KD-DocRE's released code | the same with the released network: bias-free projection, 6 layers of 8-head axial attention over a padded 42 x 42 table |
 | `two_step` | Wang et al. 2019 | composite: step 1 (relation or not) with its own encoder, step 2 (which relations) the `bilinear` head |
 | `bilinear_relation` | Xiao et al. 2020 (DSDocRE) | Bilinear_E(e_h, e_t) to `emb_size` features (each entity projected once), linear classifier |
 
@@ -24,7 +25,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .layers_docre import AxialPairAttention, EntityPairBilinear, GroupBilinear, PairBilinear
+from .layers_docre import AxialPairAttention, EntityPairBilinear, GroupBilinear, PairBilinear, ReleasedAxialNetwork
 
 
 @dataclass
@@ -37,6 +38,9 @@ class PairInputs:
         context: [N, D] the pairs' localized context (dropout applied), or None when the head does not use one.
         encode_entities: `encode_entities(encoder) -> [B, E, D]` runs another encoder over the same inputs and pools
             its entities (a composite head with an encoder of its own uses it).
+        context_of: `context_of(pair_batch, heads, tails) -> [n, D]`, the localized context (dropout applied) of any
+            pairs, for heads that read more pairs than the scored ones (the released KD-DocRE table).
+        num_entities: [B] the number of entities of each document.
     """
 
     entity_embeddings: torch.Tensor
@@ -45,6 +49,8 @@ class PairInputs:
     tails: torch.Tensor
     context: torch.Tensor | None = None
     encode_entities: Callable[[nn.Module], torch.Tensor] | None = None
+    context_of: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor] | None = None
+    num_entities: torch.Tensor | None = None
 
     def head_and_tail(self, entities: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """[N, D] head and tail rows of `entities` ([B, E, D], default `entity_embeddings`)."""
@@ -94,29 +100,32 @@ class GroupBilinearPairHead(PairHead):
     """ATLOP (Zhou et al. 2021, Eq. 5-6): z_s = tanh(W_s [e_s; c] + b_s), z_o likewise, then a group bilinear
     to `num_outputs` features (R logits, or the pair representation of a head built on it)."""
 
-    def __init__(self, config, new_encoder=None, num_outputs: int | None = None):
+    def __init__(self, config, new_encoder=None, num_outputs: int | None = None, bias: bool = True):
         super().__init__(config, new_encoder)
         hidden = config.encoder.hidden_size
         context = hidden if config.use_context_pooling else 0
         self.head_extractor = nn.Linear(hidden + context, config.emb_size)
         self.tail_extractor = nn.Linear(hidden + context, config.emb_size)
-        self.bilinear = GroupBilinear(config.emb_size, config.block_size, num_outputs or config.num_relations)
+        self.bilinear = GroupBilinear(config.emb_size, config.block_size, num_outputs or config.num_relations, bias=bias)
 
     @property
     def uses_context(self):
         return bool(self.config.use_context_pooling)
 
     def forward(self, pairs):
+        return self.pair_features(pairs.entity_embeddings, pairs.pair_batch, pairs.heads, pairs.tails, pairs.context)
+
+    def pair_features(self, entities, pair_batch, heads, tails, context):
+        """Group bilinear of z_s = tanh(W_s [e_s; c] + b_s) and z_o for the pairs (pair_batch, heads, tails) ([N])."""
         # W [e; c] = W_entity e + W_context c: the entity half is computed once per entity, not once per pair.
-        hidden = pairs.entity_embeddings.shape[-1]
-        entities = pairs.entity_embeddings
-        head_entity = nn.functional.linear(entities, self.head_extractor.weight[:, :hidden])[pairs.pair_batch, pairs.heads]
-        tail_entity = nn.functional.linear(entities, self.tail_extractor.weight[:, :hidden])[pairs.pair_batch, pairs.tails]
+        hidden = entities.shape[-1]
+        head_entity = nn.functional.linear(entities, self.head_extractor.weight[:, :hidden])[pair_batch, heads]
+        tail_entity = nn.functional.linear(entities, self.tail_extractor.weight[:, :hidden])[pair_batch, tails]
         head_repr = head_entity + self.head_extractor.bias
         tail_repr = tail_entity + self.tail_extractor.bias
         if self.uses_context:
-            head_repr = head_repr + nn.functional.linear(pairs.context, self.head_extractor.weight[:, hidden:])
-            tail_repr = tail_repr + nn.functional.linear(pairs.context, self.tail_extractor.weight[:, hidden:])
+            head_repr = head_repr + nn.functional.linear(context, self.head_extractor.weight[:, hidden:])
+            tail_repr = tail_repr + nn.functional.linear(context, self.tail_extractor.weight[:, hidden:])
         return self.bilinear(torch.tanh(head_repr), torch.tanh(tail_repr))
 
 
@@ -135,6 +144,49 @@ class AxialPairHead(GroupBilinearPairHead):
         batch_size, num_entities = pairs.entity_embeddings.shape[:2]
         pair_repr = self.axial_attention(pair_repr, pairs.pair_batch, pairs.heads, pairs.tails, batch_size, num_entities)
         return self.classifier(pair_repr)
+
+
+class ReleasedAxialPairHead(GroupBilinearPairHead):
+    """KD-DocRE as its released code computes it (`axial_network="released"`), for its converted checkpoints: the
+    group bilinear projects to the encoder's hidden size without bias (`projection`); every document's pair table is
+    padded to `axial_table_size` entities (42) and filled everywhere: real pairs, the diagonal (an entity with itself)
+    and padding cells (zero entity and context, so tanh of the extractors' biases); `ReleasedAxialNetwork` runs over
+    the whole table with no mask, plus an outer residual; a linear classifier; the diagonal's logits are 0. Documents
+    with more entities get a table of their own size (the released code stops at 42)."""
+
+    def __init__(self, config, new_encoder=None):
+        hidden = config.pair_hidden_size or config.encoder.hidden_size
+        super().__init__(config, new_encoder, num_outputs=hidden, bias=False)
+        self.axial_transformer = ReleasedAxialNetwork(hidden, config.axial_layers, config.axial_heads)
+        self.classifier = nn.Linear(hidden, config.num_relations)
+
+    def forward(self, pairs):
+        entities = pairs.entity_embeddings
+        device = entities.device
+        logits = []
+        for b in range(entities.shape[0]):
+            in_document = pairs.pair_batch == b
+            if not in_document.any():
+                continue
+            num_entities = int(pairs.num_entities[b])
+            size = max(self.config.axial_table_size, num_entities)
+            cells = torch.arange(size * size, device=device)
+            rows, columns = cells // size, cells % size
+            real = (rows < num_entities) & (columns < num_entities)
+            batch = torch.full_like(rows, b)
+            context = None
+            if self.uses_context:
+                context = entities.new_zeros(size * size, entities.shape[-1])
+                context[real] = pairs.context_of(batch[real], rows[real], columns[real])
+            # Padding cells read a zero entity: index a zero row appended to the document's entities.
+            padded = torch.cat([entities[b : b + 1, :num_entities], entities.new_zeros(1, 1, entities.shape[-1])], dim=1)
+            table = self.pair_features(padded, torch.zeros_like(rows), rows.clamp(max=num_entities).masked_fill(~real, num_entities),
+                                       columns.clamp(max=num_entities).masked_fill(~real, num_entities), context)
+            table = table.view(1, size, size, -1)
+            table = self.axial_transformer(table) + table
+            document_logits = self.classifier(table)[0] * (rows != columns).view(size, size, 1).to(table.dtype)
+            logits.append(document_logits[pairs.heads[in_document], pairs.tails[in_document]])
+        return torch.cat(logits) if logits else entities.new_zeros(0, self.config.num_relations)
 
 
 class TwoStepPairHead(BilinearPairHead):
@@ -183,6 +235,7 @@ PAIR_HEADS: dict[str, type[PairHead]] = {
     "bilinear": BilinearPairHead,
     "group_bilinear": GroupBilinearPairHead,
     "axial": AxialPairHead,
+    "axial_released": ReleasedAxialPairHead,
     "two_step": TwoStepPairHead,
 }
 

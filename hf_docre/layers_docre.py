@@ -169,21 +169,23 @@ class GroupBilinear(nn.Module):
     by renaming alone. Input `head`, `tail`: [N, emb_size]; output [N, num_labels].
     """
 
-    def __init__(self, emb_size, block_size, num_labels):
+    def __init__(self, emb_size, block_size, num_labels, bias=True):
         super().__init__()
         self.emb_size = emb_size
         self.block_size = block_size
         self.weight = nn.Parameter(torch.empty(num_labels, emb_size * block_size))
-        self.bias = nn.Parameter(torch.empty(num_labels))
+        self.bias = nn.Parameter(torch.empty(num_labels)) if bias else None
         self.reset_parameters()
 
     def reset_parameters(self):
         bound = 1.0 / math.sqrt(self.weight.shape[1])
         nn.init.uniform_(self.weight, -bound, bound)
-        nn.init.uniform_(self.bias, -bound, bound)
+        if self.bias is not None:
+            nn.init.uniform_(self.bias, -bound, bound)
 
     def forward(self, head, tail):
-        return _GroupBilinearFunction.apply(head, tail, self.weight, self.bias, self.block_size)
+        bias = self.bias if self.bias is not None else self.weight.new_zeros(self.weight.shape[0])
+        return _GroupBilinearFunction.apply(head, tail, self.weight, bias, self.block_size)
 
     def extra_repr(self):
         return f"emb_size={self.emb_size}, block_size={self.block_size}, num_labels={self.weight.shape[0]}"
@@ -260,3 +262,67 @@ class AxialPairAttention(nn.Module):
         row = torch.einsum("bsop,bspd->bsod", row_scores.softmax(-1), value)
         column, row = column[cells], row[cells]
         return pair_repr + column + row
+
+
+class _AxisSelfAttention(nn.Module):
+    """Multi-head self-attention along one axis of the pair table, no mask (the released KD-DocRE network). Parameter
+    names follow the `axial-attention` 0.6.1 package its checkpoints were written with: `to_q` and `to_kv` without
+    bias, `to_out` with bias."""
+
+    def __init__(self, size, heads):
+        super().__init__()
+        self.heads = heads
+        self.to_q = nn.Linear(size, size, bias=False)
+        self.to_kv = nn.Linear(size, 2 * size, bias=False)
+        self.to_out = nn.Linear(size, size)
+
+    def forward(self, x):
+        """x [N, T, d] (N sequences of T cells) -> [N, T, d]."""
+        count, length, size = x.shape
+        query, key, value = (self.to_q(x), *self.to_kv(x).chunk(2, dim=-1))
+
+        def split(t):  # [N, T, d] -> [N, heads, T, d / heads]
+            return t.view(count, length, self.heads, size // self.heads).transpose(1, 2)
+
+        query, key, value = split(query), split(key), split(value)
+        scores = torch.matmul(query, key.transpose(-1, -2)) * (size // self.heads) ** -0.5
+        out = torch.matmul(scores.softmax(-1), value).transpose(1, 2).reshape(count, length, size)
+        return self.to_out(out)
+
+
+class _AxisPair(nn.Module):
+    """Attention along the table's rows and along its columns, summed."""
+
+    def __init__(self, size, heads):
+        super().__init__()
+        self.axial_attentions = nn.ModuleList([nn.Module(), nn.Module()])
+        for wrapper in self.axial_attentions:  # `.fn`, as the package nests it
+            wrapper.fn = _AxisSelfAttention(size, heads)
+
+    def forward(self, table):
+        """table [B, T, T, d] -> [B, T, T, d]."""
+        batch, rows, columns, size = table.shape
+        # axial_attentions[0] attends over the first table axis (the head entity) for each tail, [1] over the second.
+        down = self.axial_attentions[0].fn(table.transpose(1, 2).reshape(batch * columns, rows, size))
+        down = down.view(batch, columns, rows, size).transpose(1, 2)
+        across = self.axial_attentions[1].fn(table.reshape(batch * rows, columns, size)).view(batch, rows, columns, size)
+        return down + across
+
+
+class ReleasedAxialNetwork(nn.Module):
+    """The axial network of the released KD-DocRE code (not the paper's Eq. 7): `num_layers` layers of x = x + axial
+    attention(x) (multi-head, rows and columns summed, no mask), then a linear layer and LayerNorm; the caller adds
+    the outer residual. Runs over the whole padded table."""
+
+    def __init__(self, size, num_layers=6, heads=8):
+        super().__init__()
+        if size % heads:
+            raise ValueError(f"the released axial network needs a pair size ({size}) divisible by its heads ({heads})")
+        self.axial_attns = nn.ModuleList([_AxisPair(size, heads) for _ in range(num_layers)])
+        self.ffns = nn.ModuleList([nn.Linear(size, size) for _ in range(num_layers)])
+        self.lns = nn.ModuleList([nn.LayerNorm(size) for _ in range(num_layers)])
+
+    def forward(self, table):
+        for attention, linear, norm in zip(self.axial_attns, self.ffns, self.lns):
+            table = norm(linear(table + attention(table)))
+        return table

@@ -55,6 +55,8 @@ class DocREModelCardData:
     converted_from: dict | None = None
 
     def fill_from_model(self, model):
+        if self.converted_from is None:
+            self.converted_from = getattr(model.config, "converted_from", None)
         if self.method is None:
             self.method = getattr(model.config, "method", "atlop")
         if self.base_model is None:
@@ -117,13 +119,16 @@ def _head_description(config):
     elif config.head_type == "bilinear_relation":
         head = (f"indexed entity markers, {config.mention_pooling} mention pooling, relation bilinear to {config.emb_size} "
                 "features, linear classifier, binary cross-entropy over every relation and NA")
-    elif config.head_type not in ("group_bilinear", "axial"):
+    elif config.head_type not in ("group_bilinear", "axial", "axial_released"):
         head = f"the registered pair head `{config.head_type}`, {config.loss} loss"
     else:
         head = (f"{config.mention_pooling} mention pooling, localized context pooling {'on' if config.use_context_pooling else 'off'}, "
                 f"group bilinear {config.emb_size}/{config.block_size}")
         if config.axial_attention:
             head += f", axial attention over the entity-pair table ({config.pair_hidden_size or config.encoder.hidden_size} features), linear classifier"
+            if config.head_type == "axial_released":
+                head += (f" (the released code's network: {config.axial_layers} layers of {config.axial_heads}-head axial "
+                         f"attention over a table padded to {config.axial_table_size} entities)")
         if config.loss == "afl":
             head += f", adaptive focal loss (gamma {config.focal_gamma:g}, {config.focal_positive_weight} positive weight)"
         else:

@@ -345,7 +345,13 @@ class DocREForRelationExtraction(DocREPreTrainedModel):
             other = self.encode(input_ids, attention_mask, mention_index, need_attention=False, encoder=encoder)
             return self.dropout(self.pool_entities(other.sequence_output, mention_index, mention_end))
 
-        real_logits = self.head(PairInputs(entities, pair_batch, heads, tails, context, encode_entities))  # [N, R]
+        def context_of(batch_index, head_index, tail_index):
+            found, _ = self.localized_context(encoded.sequence_output, encoded.entity_attention, batch_index, head_index, tail_index)
+            return self.dropout(found)
+
+        num_entities = (mention_index >= 0).any(-1).sum(-1)
+        real_logits = self.head(PairInputs(entities, pair_batch, heads, tails, context, encode_entities,
+                                           context_of if self.head.uses_context else None, num_entities))  # [N, R]
         scatter = _PairScatter(pair_mask.shape, pair_batch, pair_slot)
         logits = real_logits.new_full((*pair_mask.shape, self.config.num_relations), PAD_RELATION_LOGIT)
         logits[..., 0] = 0.0  # pairs not scored decode as NA

@@ -36,8 +36,8 @@ def _released_checkpoint(fixture, folder):
     return released.released_file(fixture["released_keys"], os.path.join(folder, f"{fixture['source']}.pt"), seed=fixture["seed"])
 
 
-def test_the_four_fixtures_exist():
-    assert set(CASES) == {"atlop_bert", "atlop_roberta", "dreeam_bert", "dreeam_roberta"}
+def test_every_source_has_its_fixtures():
+    assert set(CASES) == {f"{source}_{kind}" for source in ("atlop", "dreeam", "kd_docre") for kind in ("bert", "roberta")}
 
 
 @pytest.mark.slow
@@ -64,6 +64,7 @@ def test_converted_checkpoint_gives_the_released_codes_logits_decisions_and_evid
 @pytest.mark.slow
 @pytest.mark.parametrize("case, option, value", [
     ("atlop_bert", "long_input", "windows"), ("atlop_bert", "context_epsilon", 0.0), ("dreeam_bert", "context_layers", 1),
+    ("kd_docre_bert", "long_input", "windows"), ("kd_docre_bert", "axial_table_size", 1),
 ])
 def test_each_released_option_is_needed(case, option, value, encoder_folders, tmp_path, redocred_documents):
     """The fixture test can fail: without any one of the released options, logits leave the 1e-4 tolerance."""
@@ -73,7 +74,7 @@ def test_each_released_option_is_needed(case, option, value, encoder_folders, tm
     fixture = _fixture(case)
     checkpoint = _released_checkpoint(fixture, str(tmp_path))
     model = convert_checkpoint(fixture["source"], checkpoint, encoder=encoder_folders["bert"], log=lambda line: None)
-    setattr(model.config, option, value)
+    setattr(model.config, option, value)  # read at run time (the table size by the released axial head)
     entries = [e for e in fixture["documents"] if e["tokens"] > 512]
     features = DocREFeaturizer.from_model(model).featurize([redocred_documents[e["index"]] for e in entries], with_labels=False)
     with torch.no_grad():
@@ -199,3 +200,43 @@ def test_converted_folder_loads_runs_in_the_pipeline_and_has_its_card(encoder_fo
                                                           {"mentions": [[24, 30]], "type": "LOC"}]})
     assert all("evidence_spans" in r for r in with_entities)
     assert isinstance(extractor(text, recognizer="rules"), list)
+
+
+@pytest.mark.slow
+def test_converted_kd_docre_is_pushed_with_its_card_and_runs_without_hf_docre(encoder_folders, tmp_path, redocred_documents):
+    import subprocess
+
+    from test_model_card import RecordingApi
+
+    from hf_docre import DocREModel
+    from hf_docre.conversion import convert_checkpoint
+    from hf_docre.model_card import push_to_hub
+
+    fixture = _fixture("kd_docre_bert")
+    state = _released_state(fixture)
+    state["teacher_model.bilinear.weight"] = torch.zeros(3, 3)  # a distillation stage's file holds its teacher
+    lines = []
+    convert_checkpoint("kd-docre", _write_state(tmp_path / "kd.pt", state), encoder=encoder_folders["bert"],
+                       output=tmp_path / "kd", log=lines.append)
+    assert any("teacher_model.bilinear.weight" in line and "not converted" in line for line in lines), lines
+    model = DocREModel.from_pretrained(str(tmp_path / "kd")).eval()
+    assert model.config.head_type == "axial_released"
+    uploaded = tmp_path / "uploaded"
+    uploaded.mkdir()
+    push_to_hub(model, "org/kd-docre-tiny", api=RecordingApi(uploaded))
+    card = (uploaded / "README.md").read_text()
+    assert "kd.pt" in card and "KD-DocRE" in card and "not re-measured" in card and "67.28" in card
+    entry = fixture["documents"][0]
+    script = "\n".join([
+        "import sys, json, torch",
+        "sys.modules['hf_docre'] = None",
+        "from transformers import AutoModel, AutoTokenizer",
+        f"model = AutoModel.from_pretrained({str(uploaded)!r}, trust_remote_code=True).eval()",
+        "from transformers.pipelines import pipeline",
+        f"pipe = pipeline(model={str(uploaded)!r}, trust_remote_code=True)",
+        f"print(len(pipe(json.loads({json.dumps(json.dumps(redocred_documents[entry['index']]))}))))",
+    ])
+    env = {**os.environ, "HF_MODULES_CACHE": str(tmp_path / "modules"), "HF_HUB_OFFLINE": "1"}
+    result = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert int(result.stdout.strip().splitlines()[-1]) > 0
