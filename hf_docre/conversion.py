@@ -141,6 +141,9 @@ def load_released_state_dict(checkpoint) -> tuple[dict, list[str]]:
                 break
     if not isinstance(loaded, dict) or not loaded or not all(isinstance(v, torch.Tensor) for v in loaded.values()):
         raise CheckpointConversionError(f"{path}: not a state dict (a dict of tensors); got {type(loaded).__name__}")
+    if all(key.startswith("module.") for key in loaded):  # saved from a DataParallel / DDP wrapper
+        loaded = {key[len("module."):]: value for key, value in loaded.items()}
+        notes.append("the 'module.' prefix of a DataParallel wrapper was removed")
     half = [k for k, v in loaded.items() if v.dtype in (torch.float16, torch.bfloat16)]
     if half:
         loaded = {k: v.float() if k in half else v for k, v in loaded.items()}

@@ -10,7 +10,7 @@ model scores (column 0 = the NA/threshold class). A head says whether it reads a
 | `bilinear` | Wang et al. 2019 | projection of each entity to `emb_size`, then a full bilinear layer |
 | `group_bilinear` | Zhou et al. 2021 (ATLOP) | head/tail extractors over [entity; context], group bilinear |
 | `axial` | Tan et al. 2022 (KD-DocRE) | ATLOP's group bilinear to `pair_hidden_size` features, axial attention over the entity-pair table, linear classifier |
-| `axial_released` | KD-DocRE's released code | the same with the released network: bias-free projection, 6 layers of 8-head axial attention over a padded 42 x 42 table |
+| `axial_released` | KD-DocRE's released code | bias-free projection, 6 layers of 8-head axial attention over a padded 42 x 42 table |
 | `two_step` | Wang et al. 2019 | composite: step 1 (relation or not) with its own encoder, step 2 (which relations) the `bilinear` head |
 | `bilinear_relation` | Xiao et al. 2020 (DSDocRE) | Bilinear_E(e_h, e_t) to `emb_size` features (each entity projected once), linear classifier |
 

@@ -49,7 +49,7 @@ def test_converted_checkpoint_gives_the_released_codes_logits_decisions_and_evid
     assert any(entry["tokens"] > 512 for entry in fixture["documents"]), "the fixture needs long documents"
     checkpoint = _released_checkpoint(fixture, str(tmp_path))
     model, ours = released.run_hf_docre(fixture["source"], checkpoint, encoder_folders[fixture["kind"]], documents)
-    for entry, document, our in zip(fixture["documents"], documents, ours):
+    for entry, our in zip(fixture["documents"], ours):
         where = f"{case}, document {entry['index']} ({entry['tokens']} tokens)"
         assert our["input_ids"] == entry["input_ids"], f"{where}: token ids differ from the released preprocessing"
         expected = torch.tensor(entry["logits"])
