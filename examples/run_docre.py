@@ -37,6 +37,7 @@ from hf_docre import METHODS, DocREConfig, DocREDataCollator, DocREFeaturizer, D
 from hf_docre.data import joined_training_documents, load_docred, write_submission
 from hf_docre.denoising import with_candidate_pairs
 from hf_docre.distillation import write_teacher_logits
+from hf_docre.metrics import score_docred
 from hf_docre.model_card import DocREModelCardCallback, DocREModelCardData, push_to_hub, save_with_card
 from hf_docre.training import DocREMetrics, optimizer_cls_and_kwargs, predictions_to_official, tune_threshold
 
@@ -93,6 +94,12 @@ class DataArguments:
                                                                            "per document of that split's file) of the pairs to score "
                                                                            "(examples/run_dsdocre.py writes it). Other pairs are predicted NA "
                                                                            "and still count as misses."})
+    predict_chunk_documents: int = field(default=1000, metadata={"help": "--do_predict runs this many documents at a time "
+                                                                          "and appends their relations to "
+                                                                          "<output_dir>/predictions.partial.jsonl as it goes."})
+    overwrite_output_dir: bool = field(default=False, metadata={"help": "Train into an --output_dir that already holds a "
+                                                                        "finished model (it is replaced). Without it such a run "
+                                                                        "stops before training; a folder with checkpoints resumes."})
     joined_train_documents: int = field(default=0, metadata={"help": "Add this many training documents, each made of 2 to "
                                                                      "--join_max_documents random training documents joined (pairs across "
                                                                      "them are NA), so the model sees unrelated texts in one window (long documents)."})
@@ -121,7 +128,10 @@ def load_splits(data_args):
             for document, pairs in zip(docs, candidates):
                 document["candidate_pairs"] = pairs
     if data_args.validation_holdout:
-        train = documents[data_args.train_split]
+        train = documents.get(data_args.train_split) or []
+        if data_args.validation_holdout >= len(train):
+            raise ValueError(f"--validation_holdout {data_args.validation_holdout}: the training split {data_args.train_split!r} "
+                             f"has {len(train)} documents; hold out fewer so that some remain for training")
         documents[data_args.train_split] = train[: -data_args.validation_holdout]
         documents[data_args.validation_split] = train[-data_args.validation_holdout :]
     limits = {
@@ -197,7 +207,25 @@ def check_arguments(model_args, data_args, training_args):
         raise ValueError(f"--method must be one of {', '.join(METHODS)}, got {model_args.method!r}")
     if model_args.training_recipe not in ("paper", "none"):
         raise ValueError(f"--training_recipe must be paper or none, got {model_args.training_recipe!r}")
-    parse_config_overrides(model_args.config_overrides)
+    overrides = parse_config_overrides(model_args.config_overrides)
+    try:  # the values' types and ranges, now rather than after loading data
+        DocREConfig(**{k: v for k, v in overrides.items() if k != "method"}, method=overrides.get("method", model_args.method or "atlop"))
+    except (ValueError, TypeError) as error:
+        raise ValueError(f"--config_overrides: {error}") from None
+    if data_args.validation_holdout < 0:
+        raise ValueError(f"--validation_holdout must be 0 or more, got {data_args.validation_holdout}")
+    if data_args.validation_holdout and data_args.validation_file:
+        raise ValueError("--validation_holdout and --validation_file both give evaluation data: pass one of them")
+    for name in ("max_train_documents", "max_eval_documents", "max_predict_documents"):
+        value = getattr(data_args, name)
+        if value is not None and value < 1:
+            raise ValueError(f"--{name} must be at least 1 (leave it out to keep every document), got {value}")
+    output_dir = training_args.output_dir
+    if training_args.do_train and output_dir and os.path.isdir(output_dir) and not data_args.overwrite_output_dir:
+        finished = any(os.path.isfile(os.path.join(output_dir, name)) for name in ("model.safetensors", "pytorch_model.bin"))
+        if finished and training_args.resume_from_checkpoint is None and get_last_checkpoint(output_dir) is None:
+            raise ValueError(f"--output_dir {output_dir} already holds a trained model; training would replace it. Pass "
+                             "--overwrite_output_dir to replace it, or choose another --output_dir.")
     path = model_args.model_name_or_path
     if not is_saved_docre_model(path):
         if not model_args.relations_file:
@@ -314,11 +342,13 @@ def main():
         repo_id=training_args.hub_model_id or os.path.basename(os.path.normpath(training_args.output_dir)),
         base_model=data_args.base_model_id or (model_args.model_name_or_path if not os.path.isdir(model_args.model_name_or_path) else None),
         datasets=[data_args.dataset_id] if data_args.dataset_id else [],
-        dataset_name=data_args.dataset_name or (
-            data_args.dataset_config if data_args.dataset_config != "json"
-            else ", ".join(os.path.basename(f) for f in (data_args.train_file, data_args.validation_file) if f)),
-        eval_split=f"{data_args.validation_holdout} held-out training documents" if data_args.validation_holdout else eval_split,
-        test_split=data_args.test_split,
+        # Local files: each split is named by its own file (the card must not call the training file the test set).
+        dataset_name=data_args.dataset_name or (data_args.dataset_config if data_args.dataset_config != "json" else None),
+        eval_split=(f"{data_args.validation_holdout} held-out training documents" if data_args.validation_holdout
+                    else os.path.basename(data_args.validation_file) if data_args.validation_file and data_args.dataset_config == "json"
+                    else eval_split),
+        test_split=(os.path.basename(data_args.test_file) if data_args.test_file and data_args.dataset_config == "json"
+                    else data_args.test_split),
         license=model_args.license,
     )
     trainer = Trainer(
@@ -363,14 +393,35 @@ def main():
         has_labels = all(d.get("labels") is not None for d in documents[split])
         if not has_labels:
             test_features = [{k: v for k, v in f.items() if k != "labels"} for f in test_features]
-        trainer.compute_metrics = DocREMetrics(model, test_features, documents[split], train_documents) if has_labels else None
-        output = trainer.predict(test_features, metric_key_prefix="predict")
+        # Predicted in chunks, each chunk's relations appended to predictions.partial.jsonl as it is done: an
+        # interrupted run keeps them. The metrics are computed once, on every chunk's relations.
+        trainer.compute_metrics = None
+        partial_path = os.path.join(training_args.output_dir, "predictions.partial.jsonl")
+        writer = open(partial_path, "w", encoding="utf-8") if trainer.is_world_process_zero() else None
+        records, losses = [], []
+        chunk = max(1, data_args.predict_chunk_documents)
+        for start in range(0, len(test_features), chunk):
+            part = test_features[start : start + chunk]
+            output = trainer.predict(part, metric_key_prefix="predict")
+            found = predictions_to_official(output.predictions, part, model.config.id2label)
+            records += found
+            if "predict_loss" in output.metrics:
+                losses.append((output.metrics["predict_loss"], len(part)))
+            if writer is not None:
+                writer.writelines(json.dumps(record, ensure_ascii=False) + "\n" for record in found)
+                writer.flush()
+        if writer is not None:
+            writer.close()
         if has_labels:
-            trainer.log_metrics("predict", output.metrics)
-            trainer.save_metrics("predict", output.metrics)
+            metrics = {f"predict_{k}": v for k, v in score_docred(records, documents[split], train_documents).items() if v is not None}
+            if losses:
+                metrics["predict_loss"] = sum(loss * n for loss, n in losses) / sum(n for _, n in losses)
+            trainer.log_metrics("predict", metrics)
+            trainer.save_metrics("predict", metrics)
+            card.test_results.update({k[len("predict_"):]: v for k, v in metrics.items() if k[len("predict_"):] in ("f1", "ign_f1", "precision", "recall")})
         if trainer.is_world_process_zero():
-            records = predictions_to_official(output.predictions, test_features, model.config.id2label)
             json_path, zip_path = write_submission(records, training_args.output_dir)
+            os.remove(partial_path)
             logger.info("Wrote %d predicted relations to %s and %s", len(records), json_path, zip_path)
 
     if training_args.do_train and trainer.is_world_process_zero():

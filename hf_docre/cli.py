@@ -90,13 +90,23 @@ def _recognizer(name, device):
 
 def predict(args) -> int:
     from transformers import pipeline
-    from transformers.utils.logging import tqdm
 
-    from .pipeline_docre import to_docred_predictions
+    from .processing_docre import check_output_path
 
     output_extension = os.path.splitext(args.output)[1].lower()
     if output_extension not in (".jsonl", ".json"):
         raise InputFileError(f"--output {args.output}: write .jsonl (relations per document) or .json (a DocRED submission)")
+    if args.batch_size < 1:
+        raise InputFileError(f"--batch_size must be at least 1, got {args.batch_size}")
+    # Every path the run writes is checked before any document runs.
+    try:
+        check_output_path(args.output, "--output", inputs=args.input)
+        if args.html:
+            check_output_path(args.html, "--html", inputs=[*args.input, args.output])
+    except ValueError as error:
+        raise InputFileError(str(error)) from None
+    if os.path.exists(args.model) and not os.path.isdir(args.model):
+        raise InputFileError(f"--model {args.model}: a file; give the model's folder (config.json, model.safetensors, ...)")
     documents = [item for path in args.input for item in read_documents(path)]
     if output_extension == ".json":
         not_docred = [source for source, document in documents if isinstance(document, dict) and "sents" not in document]
@@ -104,7 +114,11 @@ def predict(args) -> int:
             raise InputFileError(f"--output {args.output}: a DocRED submission names entities by their index in the input's `vertexSet`, "
                                  f"and {not_docred[0]} is text; write .jsonl for text input")
 
-    pipe = pipeline("doc-relation-extraction", model=args.model, device=args.device, trust_remote_code=args.trust_remote_code)
+    try:
+        pipe = pipeline("doc-relation-extraction", model=args.model, device=args.device, trust_remote_code=args.trust_remote_code)
+    except (OSError, ValueError) as error:
+        where = "no such folder here, and not a model the Hub serves" if not os.path.exists(args.model) else "not a model folder"
+        raise InputFileError(f"--model {args.model}: {where} ({str(error).splitlines()[0][:200]})") from None
     options = {"threshold": args.threshold, "top_k": args.top_k, "return_context": args.context or None}
     preprocess, forward, postprocess = pipe._merged_parameters({k: v for k, v in options.items() if v is not None})
     preprocess["recognizer"] = _recognizer(args.recognizer, args.device)
@@ -115,6 +129,69 @@ def predict(args) -> int:
     def flush(chunk, slots):
         for slot, result in zip(slots, pipe.run_preprocessed(chunk, forward, postprocess)):
             slot[1], slot[2] = result["document"], result["relations"]
+
+    written = 0
+    stream = open(args.output, "w", encoding="utf-8") if output_extension == ".jsonl" else None
+
+    def write_done():
+        """Append the finished results, in input order, to the .jsonl output (as the run goes)."""
+        nonlocal written
+        while stream is not None and written < len(results) and (results[written][2] is not None or results[written][3] is not None):
+            source, document, relations, error = results[written]
+            record = {"title": (document or {}).get("title", ""), "source": source}
+            record.update({"error": error} if error is not None else {"relations": relations})
+            stream.write(json.dumps(record, ensure_ascii=False) + "\n")
+            written += 1
+        if stream is not None:
+            stream.flush()
+
+    try:
+        stopped = _run_documents(documents, args, pipe, preprocess, forward, postprocess, results, failures, flush, write_done)
+    except BaseException:
+        # Interrupted (Ctrl-C, out of memory, ...): what was done is kept.
+        if stream is not None:
+            write_done()
+            stream.close()
+        else:
+            _write_submission(args.output, results)
+        raise
+    if stream is not None:
+        write_done()
+        stream.close()
+    else:
+        _write_submission(args.output, results)
+    if args.html:
+        from .render_docre import render
+
+        render([{"document": d, "relations": r} for _, d, r, error in results if error is None], path=args.html)
+
+    done = sum(error is None for *_, error in results)
+    if stopped is not None:
+        print(f"hf-docre: error: {stopped}\n(the {done} document(s) before it were written to {args.output}; "
+              "--errors skip goes on past bad documents)", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    for failure in failures:
+        print(f"hf-docre: skipped {failure}", file=sys.stderr)
+    if not args.quiet:
+        relations = sum(len(r) for *_, r, error in results if error is None)
+        print(f"{done} document(s), {relations} relation(s) -> {args.output}" + (f", {args.html}" if args.html else ""), file=sys.stderr)
+    return EXIT_BAD_INPUT if failures and done == 0 else 0
+
+
+def _write_submission(path, results):
+    from .metrics import to_official
+    from .pipeline_docre import to_docred_predictions
+
+    done = [(document, relations) for _, document, relations, error in results if error is None and relations is not None]
+    records = to_official(to_docred_predictions([r for _, r in done]), [d for d, _ in done]) if done else []
+    with open(path, "w", encoding="utf-8") as handle:
+        json.dump([{"title": p["title"], "h_idx": int(p["h_idx"]), "t_idx": int(p["t_idx"]), "r": p["r"],
+                    "evidence": [int(s) for s in p.get("evidence") or []]} for p in records], handle, ensure_ascii=False)
+
+
+def _run_documents(documents, args, pipe, preprocess, forward, postprocess, results, failures, flush, write_done):
+    """Run the documents in batches; fills `results` and `failures`. Returns the error that stopped the run, or None."""
+    from transformers.utils.logging import tqdm
 
     chunk, slots, stopped = [], [], None
     for source, document in tqdm(documents, desc="documents", unit="doc", disable=args.quiet):
@@ -135,39 +212,12 @@ def predict(args) -> int:
         if len(chunk) == args.batch_size:
             flush(chunk, slots)
             chunk, slots = [], []
+            write_done()
+        elif error is not None:
+            write_done()
     if chunk:
         flush(chunk, slots)
-
-    if output_extension == ".jsonl":
-        with open(args.output, "w", encoding="utf-8") as handle:
-            for source, document, relations, error in results:
-                record = {"title": (document or {}).get("title", ""), "source": source}
-                record.update({"error": error} if error is not None else {"relations": relations})
-                handle.write(json.dumps(record, ensure_ascii=False) + "\n")
-    else:
-        from .metrics import to_official
-
-        done = [(document, relations) for _, document, relations, error in results if error is None]
-        records = to_official(to_docred_predictions([r for _, r in done]), [d for d, _ in done]) if done else []
-        with open(args.output, "w", encoding="utf-8") as handle:
-            json.dump([{"title": p["title"], "h_idx": int(p["h_idx"]), "t_idx": int(p["t_idx"]), "r": p["r"],
-                        "evidence": [int(s) for s in p.get("evidence") or []]} for p in records], handle, ensure_ascii=False)
-    if args.html:
-        from .render_docre import render
-
-        render([{"document": d, "relations": r} for _, d, r, error in results if error is None], path=args.html)
-
-    done = sum(error is None for *_, error in results)
-    if stopped is not None:
-        print(f"hf-docre: error: {stopped}\n(the {done} document(s) before it were written to {args.output}; "
-              "--errors skip goes on past bad documents)", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    for failure in failures:
-        print(f"hf-docre: skipped {failure}", file=sys.stderr)
-    if not args.quiet:
-        relations = sum(len(r) for *_, r, error in results if error is None)
-        print(f"{done} document(s), {relations} relation(s) -> {args.output}" + (f", {args.html}" if args.html else ""), file=sys.stderr)
-    return EXIT_BAD_INPUT if failures and done == 0 else 0
+    return stopped
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -318,8 +318,37 @@ class DocREConfig(PretrainedConfig):
         if self.label2id is None:
             self.label2id = {label: int(i) for i, label in self.id2label.items()}
 
+    _INT_OPTIONS = ("emb_size", "block_size", "max_relations_per_pair", "window_prefix_tokens", "window_suffix_tokens",
+                    "max_marked_entities", "pretraining_relation_size", "axial_layers", "axial_heads", "axial_table_size")
+    _OPTIONAL_INT_OPTIONS = ("window_size", "window_stride", "pair_hidden_size", "max_pooled_mentions")
+    _FLOAT_OPTIONS = ("global_threshold", "classifier_dropout", "negative_sampling_ratio", "focal_gamma", "distillation_weight")
+    _BOOL_OPTIONS = ("use_context_pooling", "two_step", "two_step_shared_encoder", "axial_attention")
+    _POSITIVE_OPTIONS = ("emb_size", "block_size", "axial_layers", "axial_heads", "window_size", "window_stride",
+                         "pair_hidden_size", "max_pooled_mentions", "pretraining_relation_size")
+
+    def _validate_types(self):
+        def is_int(value):
+            return isinstance(value, int) and not isinstance(value, bool)
+
+        for name in self._INT_OPTIONS + self._OPTIONAL_INT_OPTIONS:
+            value = getattr(self, name)
+            if value is None and name in self._OPTIONAL_INT_OPTIONS:
+                continue
+            if not is_int(value):
+                raise ValueError(f"DocREConfig: `{name}` must be an int, got {value!r} ({type(value).__name__}).")
+            if name in self._POSITIVE_OPTIONS and value < 1:
+                raise ValueError(f"DocREConfig: `{name}` must be at least 1, got {value!r}.")
+        for name in self._FLOAT_OPTIONS:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+                raise ValueError(f"DocREConfig: `{name}` must be a number, got {value!r} ({type(value).__name__}).")
+        for name in self._BOOL_OPTIONS:
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"DocREConfig: `{name}` must be true or false, got {getattr(self, name)!r}.")
+
     def _validate(self):
         """Raise a ValueError naming the option for a value or a combination the models cannot use."""
+        self._validate_types()
         for name, allowed in (
             ("mention_pooling", _POOLINGS),
             ("loss", _LOSSES),

@@ -183,7 +183,8 @@ def render_model_card(model, card: DocREModelCardData) -> str:
     tables = []
     for split, scores in _results(card):
         rows = "\n".join(f"| {label} | {100 * scores[key]:.2f} |" for key, label in _METRICS if key in scores)
-        tables.append(f"On {card.dataset_name or 'the evaluation data'} ({split}):\n\n| metric | value |\n| --- | --- |\n{rows}")
+        where = f"{card.dataset_name} ({split})" if card.dataset_name else split
+        tables.append(f"On {where}:\n\n| metric | value |\n| --- | --- |\n{rows}")
     results = "\n\n".join(tables) or "Not evaluated: the training run scored no evaluation or test data."
     origin = "trained with hf_docre and the stock `transformers.Trainer`."
     provenance = ""

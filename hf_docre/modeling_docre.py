@@ -175,11 +175,17 @@ class DocREPreTrainedModel(DocumentEncoderMixin, PreTrainedModel):
         return model
 
     @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path, *model_args, transfer_relation_bilinear: bool = False, **kwargs):
+    def from_pretrained(cls, pretrained_model_name_or_path, *model_args, transfer_relation_bilinear: bool = False,
+                        fresh_head: bool = False, **kwargs):
         """`PreTrainedModel.from_pretrained`, plus: folders saved by hf_docre 0.1 load (their head keys are mapped),
-        and the tokenizer saved with the model is attached as `model.tokenizer`.
+        and the tokenizer saved with the model is attached as `model.tokenizer`. A folder whose weights miss encoder
+        or head weights, or hold NaN or infinite values, is refused with the keys named (transformers would start
+        them at random and only mention it in its load report).
 
         Args:
+            fresh_head (`bool`): accept a folder without (some of) the head's weights; they start afresh, with a
+                warning naming them. Loading a folder saved by another DocRE class (a DSDocRE pre-training folder into
+                the relation-extraction model) starts the head afresh without it.
             transfer_relation_bilinear (`bool`): loading a DSDocRE pre-training folder into the relation-extraction
                 model, also take its Bilinear_E as the `bilinear_relation` head's (the released code starts the head
                 afresh: the default). Needs `emb_size == pretraining_relation_size`.
@@ -188,8 +194,12 @@ class DocREPreTrainedModel(DocumentEncoderMixin, PreTrainedModel):
         if transfer_relation_bilinear:
             mapping[r"^pretraining_heads\.relation_bilinear\."] = "head.relation_bilinear."
         kwargs.setdefault("key_mapping", mapping)
-        loaded = super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
-        model = loaded[0] if isinstance(loaded, tuple) else loaded  # output_loading_info=True gives (model, info)
+        if kwargs.get("config") is None:
+            _check_saved_config(pretrained_model_name_or_path)
+        wants_info = kwargs.pop("output_loading_info", False)
+        model, info = super().from_pretrained(pretrained_model_name_or_path, *model_args, output_loading_info=True, **kwargs)
+        _check_loaded_weights(cls, model, info, pretrained_model_name_or_path, fresh_head)
+        loaded = (model, info) if wants_info else model
         if hasattr(model.config, "custom_pipelines"):
             del model.config.custom_pipelines  # see save_pretrained
         if getattr(model, "tokenizer", None) is None:
@@ -439,6 +449,61 @@ class _PairScatter:
     def gather(self, table):
         """[B, P, ...] -> [N, ...]."""
         return table[self.index]
+
+
+_REQUIRED_CONFIG_KEYS = ("encoder", "id2label", "emb_size", "block_size")
+
+
+def _check_saved_config(name_or_path):
+    """A local folder's config.json exists and has what every DocRE model is built from; else say which key is
+    missing (transformers would load a config with defaults and fail later on a size mismatch)."""
+    path = os.fspath(name_or_path)
+    if not os.path.isdir(path):
+        return
+    config_file = os.path.join(path, "config.json")
+    if not os.path.isfile(config_file):
+        raise OSError(f"{path}: no config.json; a saved DocRE model folder has config.json and model.safetensors")
+    import json
+
+    try:
+        with open(config_file, encoding="utf-8") as handle:
+            saved = json.load(handle)
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise OSError(f"{config_file} is not valid JSON ({error})") from None
+    if not isinstance(saved, dict):
+        raise OSError(f"{config_file} must hold a JSON object, got {type(saved).__name__}")
+    missing = [key for key in _REQUIRED_CONFIG_KEYS if saved.get(key) in (None, {}, "")]
+    if missing:
+        raise OSError(f"{config_file} lacks {', '.join(repr(k) for k in missing)}: it was not written by a DocRE model's "
+                      "save_pretrained, or was edited; restore it from the saved folder")
+
+
+def _check_loaded_weights(cls, model, info, name_or_path, fresh_head):
+    """Refuse missing weights (the encoder's always; the head's unless `fresh_head` or the folder was saved by another
+    DocRE class) and non-finite values, naming the keys."""
+    missing = [key for key in info.get("missing_keys") or () if ".pooler." not in key]
+    saved_by = set(getattr(model.config, "architectures", None) or ())
+    names = {cls.__name__} | ({"DocREModel"} if cls.__name__ == "DocREForRelationExtraction" else set())
+    other_class = bool(saved_by) and not saved_by & names
+    # The model's encoder, and encoders a head owns (two-step's `head.existence_encoder`).
+    encoder_missing = [key for key in missing if any(part == "encoder" or part.endswith("_encoder") for part in key.split(".")[:2])]
+    head_missing = [key for key in missing if key not in encoder_missing]
+
+    def listed(keys):
+        return ", ".join(keys[:8]) + (f" and {len(keys) - 8} more" if len(keys) > 8 else "")
+
+    if encoder_missing:
+        raise ValueError(f"{name_or_path}: the weights lack {len(encoder_missing)} encoder tensors ({listed(encoder_missing)}); "
+                         "the folder's model.safetensors is incomplete or belongs to another model")
+    if head_missing:
+        if not (fresh_head or other_class):
+            raise ValueError(f"{name_or_path}: the weights lack {len(head_missing)} head tensors ({listed(head_missing)}): "
+                             "the model would predict at random. Pass fresh_head=True to start them afresh (then train).")
+        logger.warning(f"{name_or_path}: the head starts afresh ({listed(head_missing)} not in the folder); train it before use.")
+    bad = [name for name, tensor in model.state_dict().items() if tensor.is_floating_point() and not torch.isfinite(tensor).all()]
+    if bad:
+        raise ValueError(f"{name_or_path}: NaN or infinite values in {listed(bad)}; the weights are corrupt "
+                         "(a diverged training run?)")
 
 
 def sentence_shares(weights: torch.Tensor, token_sentence: torch.Tensor) -> torch.Tensor:

@@ -120,11 +120,24 @@ class DocumentRelationExtractionPipeline(Pipeline):
         if "context_tokens" in kwargs:  # the name used before context became words
             kwargs.setdefault("context_words", kwargs.pop("context_tokens"))
         threshold = kwargs.get("threshold")
-        if threshold is not None and not 0.0 <= float(threshold) <= 1.0:
-            raise ValueError(f"threshold is a score between 0 and 1, got {threshold!r}")
+        if threshold is not None and (not _is_number(threshold) or not 0.0 <= float(threshold) <= 1.0):
+            raise ValueError(f"threshold is a score between 0 and 1 (a number), got {threshold!r}")
         top_k = kwargs.get("top_k")
-        if top_k is not None and (not isinstance(top_k, int) or top_k < 1):
+        if top_k is not None and (not _is_int(top_k) or top_k < 1):
             raise ValueError(f"top_k must be a positive int, got {top_k!r}")
+        limit = kwargs.get("max_relations_per_pair")
+        if limit is not None and not _is_int(limit):
+            raise ValueError(f"max_relations_per_pair must be an int (<= 0: no limit), got {limit!r}")
+        words = kwargs.get("context_words")
+        if words is not None and (not _is_int(words) or words < 0):
+            raise ValueError(f"context_words must be an int >= 0, got {words!r}")
+        for name in ("return_context", "return_document", "snap_spans"):
+            if kwargs.get(name) is not None and not isinstance(kwargs[name], bool):
+                raise ValueError(f"{name} must be True or False, got {kwargs[name]!r}")
+        if kwargs.get("html") is not None:
+            from .processing_docre import check_output_path
+
+            check_output_path(kwargs["html"], "html")
         preprocess, forward, postprocess = {}, {}, {}
         if kwargs.get("errors") not in (None, "raise", "skip"):
             raise ValueError(f"errors must be 'raise' or 'skip', got {kwargs['errors']!r}")
@@ -144,12 +157,30 @@ class DocumentRelationExtractionPipeline(Pipeline):
 
     def __call__(self, inputs, **kwargs):
         html = kwargs.pop("html", None) or self._postprocess_params.get("html")
+        if html is not None:
+            from .processing_docre import check_output_path
+
+            check_output_path(html, "html")  # before any document runs, not after all of them
+        for batch_size in (kwargs.get("batch_size"), self._batch_size):
+            if batch_size is not None and (not _is_int(batch_size) or batch_size < 1):
+                raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+        if isinstance(inputs, list) and not inputs:
+            return []
         keep_documents = kwargs.get("return_document", self._postprocess_params.get("return_document", False))
         if html:
             kwargs["return_document"] = True
-        if hasattr(inputs, "column_names"):  # a datasets.Dataset of DocRED-format or text rows
-            results = list(self.get_iterator(inputs, 0, kwargs.pop("batch_size", None) or self._batch_size or 8,
-                                             *self._merged_parameters(kwargs), progress=True))
+        if hasattr(inputs, "column_names") or (html and isinstance(inputs, list)):
+            # A Dataset, or a list whose page is written: document by document, so that an interruption still
+            # writes the page of the documents done.
+            results = []
+            try:
+                for result in self.get_iterator(inputs, 0, kwargs.pop("batch_size", None) or self._batch_size or 8,
+                                                *self._merged_parameters(kwargs), progress=hasattr(inputs, "column_names")):
+                    results.append(result)
+            except BaseException:
+                if html and results:
+                    render([r for r in results if r is not None], path=html)
+                raise
         else:
             results = super().__call__(inputs, **kwargs)
         if html:
@@ -333,6 +364,14 @@ class DocumentRelationExtractionPipeline(Pipeline):
             yield from run(chunk)
         if bar is not None:
             bar.close()
+
+
+def _is_int(value):
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value  # NaN != NaN
 
 
 class _Passthrough:

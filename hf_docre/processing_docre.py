@@ -139,6 +139,12 @@ def validate_document(document: dict, index: int | None = None, relations: Colle
                      f"vertexSet[{e}][{m}].pos")
             if "name" in mention and not _valid_text(mention["name"]):
                 fail(f"must be a string, got {mention['name']!r}", f"vertexSet[{e}][{m}].name")
+            global_pos = mention.get("global_pos")
+            if global_pos is not None and (not isinstance(global_pos, (list, tuple)) or not all(_is_int(x) for x in global_pos)):
+                fail(f"must be a list of ints (word positions in the document), got {global_pos!r}", f"vertexSet[{e}][{m}].global_pos")
+            if mention.get("index") is not None and not isinstance(mention["index"], str):
+                fail(f"must be a string (DocRED writes \"<entity>_<mention>\", e.g. \"0_1\"), got {mention['index']!r}",
+                     f"vertexSet[{e}][{m}].index")
     candidates = document.get("candidate_pairs")
     if candidates is not None:
         for k, pair in enumerate(candidates):
@@ -170,6 +176,29 @@ def validate_document(document: dict, index: int | None = None, relations: Colle
                  f"labels[{k}].evidence")
         if candidates is not None and (label["h"], label["t"]) not in candidates:
             fail(f"pair ({label['h']}, {label['t']}) is not in the document's candidate_pairs", f"labels[{k}]")
+
+
+def check_output_path(path, option="output", inputs=()) -> str:
+    """Raise a ValueError naming `option` when `path` cannot be written, before any work is done: a folder, a parent
+    that is missing or not a folder or not writable, or one of the `inputs` (which would be overwritten)."""
+    import os
+
+    if not isinstance(path, (str, os.PathLike)) or not os.fspath(path):
+        raise ValueError(f"{option} must be a file path, got {path!r}")
+    path = os.fspath(path)
+    parent = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        raise ValueError(f"{option} {path!r} is a folder; give a file path")
+    if not os.path.exists(parent):
+        raise ValueError(f"{option} {path!r}: its folder {parent!r} does not exist (create it first)")
+    if not os.path.isdir(parent):
+        raise ValueError(f"{option} {path!r}: {parent!r} is a file, not a folder")
+    if not os.access(parent, os.W_OK):
+        raise ValueError(f"{option} {path!r}: the folder {parent!r} is not writable")
+    for source in inputs:
+        if os.path.exists(path) and os.path.exists(source) and os.path.samefile(path, source):
+            raise ValueError(f"{option} {path!r} is also an input: writing it would destroy the input; choose another path")
+    return path
 
 
 def _without_prefix_space(tokenizer_json):
@@ -464,6 +493,15 @@ class DocREFeaturizer:
         if with_word_map:
             word_map = _token_words(words, marker_positions, first_token, len(input_ids))
         first_token = first_token.tolist()
+        if marker is None:  # a mention is its own tokens: one whose words give none would be a zero embedding
+            for e, mentions in enumerate(entities):
+                for m, mention in enumerate(mentions):
+                    begin = start_word[(mention["sent_id"], mention["pos"][0], None)]
+                    if first_token[begin] == first_token[begin + mention["pos"][1] - mention["pos"][0]]:
+                        raise DocREInputError(
+                            f"mention {mention.get('name', '')!r} has no tokens: its words are empty or only characters the "
+                            "tokenizer drops (e.g. a zero-width space)", title=document.get("title"), index=index,
+                            field=f"vertexSet[{e}][{m}].pos")
         last = len(input_ids) - 1
         key = (lambda e: e) if indexed else (lambda e: None)
         mention_index = [[min(first_token[start_word[(m["sent_id"], m["pos"][0], key(e))]], last) for m in mentions]
@@ -507,6 +545,8 @@ class DocREFeaturizer:
         """
         if errors not in ("raise", "skip"):
             raise ValueError(f"errors must be 'raise' or 'skip', got {errors!r}")
+        if not isinstance(documents, (list, tuple)):
+            documents = list(documents)  # a generator is read twice (the word cache, then the documents)
         features, problems = [], []
         if self.cache_words:  # one tokenizer call for the new words of all documents
             try:

@@ -176,22 +176,34 @@ def normalize_entity_name(name: str) -> str:
     return " ".join(name.split())
 
 
+def _offset(value, where):
+    """A character offset: an int (numpy ints too), never a float, a string or a bool, which would be truncated or
+    read silently."""
+    if isinstance(value, bool) or not hasattr(value, "__index__"):
+        raise SpanAlignmentError(f"{where}: character offsets must be ints, got {value!r} ({type(value).__name__})")
+    return int(value)
+
+
 def _span_fields(span, index):
     """(start, end, label, text, entity_id) of one flat NER span in any of the accepted forms."""
+    where = f"entities[{index}]"
     if isinstance(span, (tuple, list)):
         if len(span) not in (2, 3):
             raise SpanAlignmentError(f"entities[{index}]: a span tuple is (start, end) or (start, end, label), got {span!r}")
-        return int(span[0]), int(span[1]), (span[2] if len(span) == 3 else ""), None, None
+        if len(span) == 3 and not isinstance(span[2], str):
+            raise SpanAlignmentError(f"entities[{index}]: the third item of a span tuple is its label (a string), got {span!r}")
+        return _offset(span[0], where), _offset(span[1], where), (span[2] if len(span) == 3 else ""), None, None
     if not isinstance(span, dict):  # spaCy Span and similar objects
         if hasattr(span, "start_char") and hasattr(span, "end_char"):
-            return int(span.start_char), int(span.end_char), getattr(span, "label_", ""), None, getattr(span, "entity_id", None)
+            return (_offset(span.start_char, where), _offset(span.end_char, where), getattr(span, "label_", ""), None,
+                    getattr(span, "entity_id", None))
         raise SpanAlignmentError(f"entities[{index}]: expected a span dict, tuple or spaCy Span, got {type(span).__name__}")
     start = span.get("start", span.get("start_char"))
     end = span.get("end", span.get("end_char"))
     if start is None or end is None:
         raise SpanAlignmentError(f"entities[{index}] has no `start`/`end` character offsets (and no `mentions`): {span!r}")
     label = span.get("label", span.get("entity_group", span.get("entity", span.get("type", ""))))
-    return int(start), int(end), label or "", span.get("text", span.get("word")), span.get("entity_id")
+    return _offset(start, where), _offset(end, where), label or "", span.get("text", span.get("word")), span.get("entity_id")
 
 
 MENTION_GROUPING_RULES = ("exact", "name", "acronym", "surname")
@@ -324,6 +336,11 @@ def group_entity_spans(text: str, spans: Iterable, rules: Sequence[str] = ("name
 
 def entity_input_form(entities: Sequence) -> str:
     """`"entities"` (each with `mentions`), `"spans"` (flat NER spans) or `"empty"`; raises on a mix."""
+    if entities is not None and not isinstance(entities, (list, tuple)):
+        raise SpanAlignmentError(
+            f"`entities` must be a list (of entities with `mentions`, or of flat spans), got {type(entities).__name__}"
+            + (" (wrap a single entity in a list)" if isinstance(entities, dict) else "")
+        )
     if not entities:
         return "empty"
     has_mentions = [isinstance(e, dict) and "mentions" in e for e in entities]
@@ -405,11 +422,14 @@ def text_to_document(
         if not isinstance(entity, dict):
             raise SpanAlignmentError(f"entities[{e}] must be a dict, got {type(entity).__name__}")
         spans = []
-        for m, span in enumerate(entity.get("mentions") or []):
-            try:
-                start, end = int(span[0]), int(span[1])
-            except (TypeError, ValueError, IndexError):
-                raise SpanAlignmentError(f"entities[{e}].mentions[{m}] must be [char_start, char_end], got {span!r}") from None
+        mentions = entity.get("mentions")
+        if mentions is not None and not isinstance(mentions, (list, tuple)):
+            raise SpanAlignmentError(f"entities[{e}].mentions must be a list of [char_start, char_end], got {type(mentions).__name__}")
+        for m, span in enumerate(mentions or []):
+            if not isinstance(span, (list, tuple)) or len(span) != 2:
+                raise SpanAlignmentError(f"entities[{e}].mentions[{m}] must be [char_start, char_end], got {span!r}")
+            where = f"entities[{e}].mentions[{m}]"
+            start, end = _offset(span[0], where), _offset(span[1], where)
             if not 0 <= start < end <= len(text):
                 raise SpanAlignmentError(f"entities[{e}].mentions[{m}] = [{start}, {end}) is not a non-empty span of the {len(text)}-character text")
             spans.append((start, end))

@@ -139,6 +139,11 @@ class DocREDBuilder(datasets.GeneratorBasedBuilder):
         if not self.config.relation_names and self.config.rel_info_url and not self.config.data_files:
             with open(dl_manager.download(self.config.rel_info_url), encoding="utf-8") as f:
                 self.config.relation_names = json.load(f)
+        if not self.config.relation_names and self.config.rel_info_url:
+            # DocRED / Re-DocRED read from local files: their 96 relation ids are known even without rel_info.json.
+            from ..conversion import DOCRED_RELATIONS
+
+            self._known_relations = set(DOCRED_RELATIONS)
         return [datasets.SplitGenerator(name=split, gen_kwargs={"paths": paths, "split": split}) for split, paths in files.items()]
 
     def _read(self, path):
@@ -160,8 +165,11 @@ class DocREDBuilder(datasets.GeneratorBasedBuilder):
             data = json.loads(text)
         except json.JSONDecodeError as whole_error:
             lines = [line for line in text.splitlines() if line.strip()]
-            if len(lines) < 2:
-                raise DocREInputError(f"file {path} is not JSON: {whole_error}", field="file") from None
+            if len(lines) < 2 or text.lstrip().startswith("["):
+                # One JSON document or list (pretty-printed over many lines): say where it breaks, not "line 1".
+                hint = " (is the file cut short?)" if whole_error.pos >= len(text.rstrip()) - 1 else ""
+                raise DocREInputError(f"file {path} is not valid JSON: {whole_error.msg} at line {whole_error.lineno}, "
+                                      f"column {whole_error.colno}{hint}", field="file") from None
             return [_json_line(line, number, path) for number, line in enumerate(text.splitlines(), 1) if line.strip()]
         if isinstance(data, dict) and "sents" in data:
             return [data]  # a single document
@@ -172,8 +180,9 @@ class DocREDBuilder(datasets.GeneratorBasedBuilder):
         return data
 
     def _generate_examples(self, paths, split):
-        relations = self.config.relation_names or None
+        relations = self.config.relation_names or getattr(self, "_known_relations", None) or None
         problems = []
+        unnamed = set()  # relation ids taken as they are (no relation names to check them against)
         key = 0
         for path in paths:
             for index, document in enumerate(self._read(path)):
@@ -187,8 +196,15 @@ class DocREDBuilder(datasets.GeneratorBasedBuilder):
                         raise
                     problems.append(str(error))
                     continue
+                if relations is None:
+                    unnamed.update(label.get("r") for label in document.get("labels") or ())
                 yield key, _to_row(document)
                 key += 1
+        if unnamed:
+            shown = ", ".join(sorted(unnamed)[:12]) + (f" and {len(unnamed) - 12} more" if len(unnamed) > 12 else "")
+            warnings.warn(f"Split {split!r}: no relation names were given, so the {len(unnamed)} relation ids of the labels "
+                          f"({shown}) are taken as they are, unchecked; pass relation_names (e.g. rel_info.json) to check "
+                          "them", stacklevel=2)
         if problems:
             shown = "\n  ".join(problems[:20])
             more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
@@ -254,4 +270,20 @@ def load_docred(
         if isinstance(error.__cause__, DocREInputError):
             raise error.__cause__ from None
         raise
-    return builder.as_dataset(split=split)
+    names = list(data_files) if isinstance(data_files, dict) else list(builder.config.urls or {})
+    splits = {}
+    for split_name in ([split] if split is not None else names or [None]):
+        try:
+            loaded = builder.as_dataset(split=split_name)
+        except ValueError as error:
+            if "corresponds to no data" not in str(error) or split_name is None:
+                raise
+            # A split whose file held no (good) document: an empty split and a warning, not datasets' error.
+            warnings.warn(f"Split {split_name!r}: 0 documents kept (the file is empty, or every document in it was bad)", stacklevel=2)
+            loaded = datasets.Dataset.from_dict({key: [] for key in FEATURES}, features=FEATURES)
+        if split is not None:
+            return loaded
+        if split_name is None:
+            return loaded
+        splits[split_name] = loaded
+    return datasets.DatasetDict(splits)

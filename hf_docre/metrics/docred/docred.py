@@ -73,12 +73,22 @@ def _f1(precision, recall):
 def train_facts(train_documents):
     """{(head mention name, tail mention name, relation)} over every label of the training documents."""
     facts = set()
-    for document in train_documents:
-        entities = document["vertexSet"]
-        for label in document["labels"]:
-            for head in entities[label["h"]]:
-                for tail in entities[label["t"]]:
-                    facts.add((head["name"], tail["name"], label["r"]))
+    for index, document in enumerate(train_documents):
+        title = document.get("title") if isinstance(document, dict) else None
+        try:
+            entities = document["vertexSet"]
+            for label in document.get("labels") or []:
+                for end in ("h", "t"):
+                    for m, mention in enumerate(entities[label[end]]):
+                        if not isinstance(mention.get("name"), str):
+                            raise ValueError(f"training document {title!r} (index {index}), field vertexSet[{label[end]}][{m}].name: "
+                                             f"Ign-F1 matches mention names, got {mention.get('name')!r}")
+                for head in entities[label["h"]]:
+                    for tail in entities[label["t"]]:
+                        facts.add((head["name"], tail["name"], label["r"]))
+        except (KeyError, IndexError, TypeError, AttributeError) as error:
+            raise ValueError(f"training document {title!r} (index {index}) is not a DocRED document with vertexSet and "
+                             f"labels ({type(error).__name__}: {error})") from None
     return facts
 
 
@@ -101,6 +111,10 @@ def _check_prediction(p, where, flat=False):
         raise ValueError(f"{where}.r must be a relation id string, got {p.get('r')!r}")
     if flat and not isinstance(p.get("title"), str):
         raise ValueError(f"{where}.title must be a string, got {p.get('title')!r}")
+    evidence = p.get("evidence")
+    if evidence is not None and (not isinstance(evidence, (list, tuple))
+                                 or not all(isinstance(x, int) and not isinstance(x, bool) for x in evidence)):
+        raise ValueError(f"{where}.evidence must be a list of sentence ids (ints), got {evidence!r}")
 
 
 def to_official(predictions, references):
@@ -111,8 +125,11 @@ def to_official(predictions, references):
             "document, in the same order."
         )
     official = []
-    for document, pairs in zip(references, predictions):
-        for p in pairs:
+    for i, (document, pairs) in enumerate(zip(references, predictions)):
+        if not isinstance(pairs, (list, tuple)):
+            raise ValueError(f"predictions[{i}] must be the list of document {i}'s predicted relations, got {type(pairs).__name__}")
+        for j, p in enumerate(pairs):
+            _check_prediction(p, f"predictions[{i}][{j}]")
             item = {"title": document["title"], "h_idx": p.get("h_idx", p.get("h")), "t_idx": p.get("t_idx", p.get("t")), "r": p["r"]}
             if p.get("evidence") is not None:
                 item["evidence"] = list(p["evidence"])
@@ -148,8 +165,22 @@ def score_docred(
         references: gold documents.
         train_documents: training documents for Ign-F1 and the frequent relations; or pass `facts_in_train`.
     """
+    if predictions is None or isinstance(predictions, (str, dict)):
+        raise ValueError(f"score_docred: predictions must be a list (the official submission, or one list per document), "
+                         f"got {type(predictions).__name__}")
+    if references is None or isinstance(references, (str, dict)):
+        raise ValueError(f"score_docred: references must be a list of gold DocRED documents, got {type(references).__name__}")
+    references = list(references)
+    titles = {}
+    for index, document in enumerate(references):
+        if not isinstance(document, dict) or not isinstance(document.get("vertexSet"), list):
+            raise ValueError(f"score_docred: references[{index}] is not a DocRED document with a title and a vertexSet")
+        if document.get("title") in titles:
+            raise ValueError(f"score_docred: references[{index}] repeats the title {document.get('title')!r} of references"
+                             f"[{titles[document.get('title')]}]; predictions are matched by title, so titles must be unique")
+        titles[document.get("title")] = index
     predictions = list(predictions)
-    if predictions and isinstance(predictions[0], (list, tuple)):
+    if any(isinstance(p, (list, tuple)) for p in predictions):
         if len(predictions) != len(references):
             raise ValueError(
                 f"score_docred: {len(predictions)} per-document prediction lists for {len(references)} reference "
