@@ -221,6 +221,8 @@ def check_arguments(model_args, data_args, training_args):
         if value is not None and value < 1:
             raise ValueError(f"--{name} must be at least 1 (leave it out to keep every document), got {value}")
     output_dir = training_args.output_dir
+    if output_dir and os.path.exists(output_dir) and not os.path.isdir(output_dir):
+        raise ValueError(f"--output_dir {output_dir} is a file; the run writes a folder (model, metrics, predictions) there")
     if training_args.do_train and output_dir and os.path.isdir(output_dir) and not data_args.overwrite_output_dir:
         finished = any(os.path.isfile(os.path.join(output_dir, name)) for name in ("model.safetensors", "pytorch_model.bin"))
         if finished and training_args.resume_from_checkpoint is None and get_last_checkpoint(output_dir) is None:
