@@ -3,7 +3,6 @@ that names the option or field, and no case loses work or files (issue "Nothing 
 
 import json
 import math
-import os
 import sys
 from pathlib import Path
 
