@@ -35,7 +35,7 @@ _UNSET = _Unset()
 _DEFAULTS = dict(
     mention_pooling="logsumexp", use_context_pooling=True, emb_size=768, loss="atl", max_relations_per_pair=4,
     entity_marker="*", mention_representation="start", pair_head="group_bilinear", two_step=False,
-    axial_attention=False, focal_gamma=0.5,
+    axial_attention=False, focal_gamma=0.5, evidence_threshold=None, evidence_weight=0.1,
 )
 
 # Published methods as option presets (`DocREConfig(method=...)`): see `methods_docre.METHODS`. Kept as a name for
@@ -154,6 +154,7 @@ class DocREConfig(PretrainedConfig):
         evidence_threshold (`float`, *optional*): evidence retrieval from localized context pooling (DREEAM, Ma et
             al. 2023): a sentence is evidence of a pair's relations when the share of the pair's context weights on
             its tokens exceeds this (DREEAM: 0.2). None: no evidence. Needs `use_context_pooling`.
+        evidence_weight (`float`): DREEAM's lambda, the weight of the evidence loss (`pair_head="dreeam"`; 0.1).
         distant_pairs (`str`): what to do in a long document with a pair whose entities share no encoder window
             (no window holds a mention of each; documents that fit one window have no such pair, so the head never
             saw one in training): `"no_relation"` (default) does not score them: they decode as NA and take no
@@ -165,6 +166,9 @@ class DocREConfig(PretrainedConfig):
 
     model_type = "docre"
     sub_configs = {"encoder": AutoConfig}
+    # What the Trainer's evaluation loop keeps of the model output: the logits, and DREEAM's evidence scores.
+    keys_to_ignore_at_inference = ["context_weights", "entity_embeddings", "pair_loss", "distillation_loss",
+                                   "scored_pairs", "head_losses", "head_outputs"]
     has_no_defaults_at_init = True
 
     def __init__(
@@ -217,7 +221,8 @@ class DocREConfig(PretrainedConfig):
         context_layers: int = 1,
         context_epsilon: float = 0.0,
         word_tokenization: str = "in_context",
-        evidence_threshold: float | None = None,
+        evidence_threshold: float | None = _UNSET,
+        evidence_weight: float = _UNSET,
         **kwargs,
     ):
         if kwargs.get("custom_pipelines") and _pipeline_installed(kwargs["custom_pipelines"]):
@@ -242,6 +247,8 @@ class DocREConfig(PretrainedConfig):
         two_step = resolve("two_step", two_step)
         axial_attention = resolve("axial_attention", axial_attention)
         focal_gamma = resolve("focal_gamma", focal_gamma)
+        evidence_threshold = resolve("evidence_threshold", evidence_threshold)
+        evidence_weight = resolve("evidence_weight", evidence_weight)
         if encoder is None:
             encoder = {"model_type": "bert"}
         if isinstance(encoder, dict):
@@ -310,6 +317,7 @@ class DocREConfig(PretrainedConfig):
         self.context_epsilon = context_epsilon
         self.word_tokenization = word_tokenization
         self.evidence_threshold = evidence_threshold
+        self.evidence_weight = evidence_weight
         self._validate()
         super().__init__(**kwargs)
         if self.id2label is None or 0 not in self.id2label:
@@ -321,7 +329,8 @@ class DocREConfig(PretrainedConfig):
     _INT_OPTIONS = ("emb_size", "block_size", "max_relations_per_pair", "window_prefix_tokens", "window_suffix_tokens",
                     "max_marked_entities", "pretraining_relation_size", "axial_layers", "axial_heads", "axial_table_size")
     _OPTIONAL_INT_OPTIONS = ("window_size", "window_stride", "pair_hidden_size", "max_pooled_mentions")
-    _FLOAT_OPTIONS = ("global_threshold", "classifier_dropout", "negative_sampling_ratio", "focal_gamma", "distillation_weight")
+    _FLOAT_OPTIONS = ("global_threshold", "classifier_dropout", "negative_sampling_ratio", "focal_gamma", "distillation_weight",
+                      "evidence_weight")
     _BOOL_OPTIONS = ("use_context_pooling", "two_step", "two_step_shared_encoder", "axial_attention")
     _POSITIVE_OPTIONS = ("emb_size", "block_size", "axial_layers", "axial_heads", "window_size", "window_stride",
                          "pair_hidden_size", "max_pooled_mentions", "pretraining_relation_size")

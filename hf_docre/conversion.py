@@ -81,7 +81,7 @@ SOURCES = {
         options={**_RELEASED_COMMON, "context_epsilon": 1e-5},
     ),
     "dreeam": ReleasedSource(
-        name="dreeam", method="atlop", repository="https://github.com/YoumiMa/dreeam",
+        name="dreeam", method="dreeam", repository="https://github.com/YoumiMa/dreeam",
         files="`{bert,roberta}_{teacher,student}_best.ckpt` (linked from the repository's README)",
         license="MIT (the repository's LICENSE)",
         paper_scores=(("RoBERTa-large, Re-DocRED, no distant data", "test", 79.66, 80.73),

@@ -12,6 +12,7 @@ model scores (column 0 = the NA/threshold class). A head says whether it reads a
 | `axial` | Tan et al. 2022 (KD-DocRE) | ATLOP's group bilinear to `pair_hidden_size` features, axial attention over the entity-pair table, linear classifier |
 | `axial_released` | KD-DocRE's released code | bias-free projection, 6 layers of 8-head axial attention over a padded 42 x 42 table |
 | `two_step` | Wang et al. 2019 | composite: step 1 (relation or not) with its own encoder, step 2 (which relations) the `bilinear` head |
+| `dreeam` | Ma et al. 2023 (DREEAM) | `group_bilinear`, plus a loss that guides the localized-context attention to the evidence sentences |
 | `bilinear_relation` | Xiao et al. 2020 (DSDocRE) | Bilinear_E(e_h, e_t) to `emb_size` features (each entity projected once), linear classifier |
 
 Loaded through ``trust_remote_code``: flat sibling, torch and transformers only.
@@ -41,6 +42,10 @@ class PairInputs:
         context_of: `context_of(pair_batch, heads, tails) -> [n, D]`, the localized context (dropout applied) of any
             pairs, for heads that read more pairs than the scored ones (the released KD-DocRE table).
         num_entities: [B] the number of entities of each document.
+        pair_slot: [N] the position of each scored pair in the batch's pair table ([B, P]): `table[pair_batch,
+            pair_slot]` reads a [B, P, ...] input for the scored pairs.
+        context_weights: [N, L] the pairs' localized-context weights, for heads with `needs_context_weights`.
+        extra: the batch fields the head asked for (`extra_inputs`) that the batch has.
     """
 
     entity_embeddings: torch.Tensor
@@ -51,6 +56,9 @@ class PairInputs:
     encode_entities: Callable[[nn.Module], torch.Tensor] | None = None
     context_of: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor] | None = None
     num_entities: torch.Tensor | None = None
+    pair_slot: torch.Tensor | None = None
+    context_weights: torch.Tensor | None = None
+    extra: dict | None = None
 
     def head_and_tail(self, entities: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """[N, D] head and tail rows of `entities` ([B, E, D], default `entity_embeddings`)."""
@@ -67,6 +75,10 @@ class PairHead(nn.Module):
     """
 
     uses_context = False  # whether `forward` reads `pairs.context` (localized context pooling)
+    needs_context_weights = False  # whether the head reads `pairs.context_weights` (the LOP weights [N, L])
+    extra_inputs: tuple = ()  # batch fields (model.forward keywords) the head reads, passed in `pairs.extra`
+    # The method's description and citation for model cards (None: the method registry's).
+    card_description: str | None = None
 
     def __init__(self, config, new_encoder: Callable[[], nn.Module] | None = None):
         super().__init__()
@@ -75,6 +87,15 @@ class PairHead(nn.Module):
     def forward(self, pairs: PairInputs) -> torch.Tensor:  # pragma: no cover - abstract
         """[N, R] relation logits of the scored pairs."""
         raise NotImplementedError
+
+    def auxiliary_losses(self, pairs: PairInputs, logits: torch.Tensor, labels: torch.Tensor | None) -> dict:
+        """Loss terms the head adds to the relation loss, each a scalar already weighted and reduced over this batch
+        (`{}` by default). `labels` is [N, R] for the scored pairs, or None without labels."""
+        return {}
+
+    def outputs(self, pairs: PairInputs, logits: torch.Tensor) -> dict:
+        """Per-pair outputs the head adds, each [N, ...] (the model returns them as [B, P, ...] in `head_outputs`)."""
+        return {}
 
     def encoders(self) -> list[nn.Module]:
         """Encoders the head owns (their parameters train at the encoder's learning rate)."""
@@ -144,6 +165,49 @@ class AxialPairHead(GroupBilinearPairHead):
         batch_size, num_entities = pairs.entity_embeddings.shape[:2]
         pair_repr = self.axial_attention(pair_repr, pairs.pair_batch, pairs.heads, pairs.tails, batch_size, num_entities)
         return self.classifier(pair_repr)
+
+
+def evidence_distribution_loss(sentence_shares: torch.Tensor, evidence_counts: torch.Tensor) -> torch.Tensor:
+    """DREEAM's evidence loss (Ma et al. 2023, Eq. 5) per pair: KL(y || p), y the gold evidence sentences normalised
+    (each relation of the pair counts its evidence once), p the pair's localized-context weight on each sentence.
+
+    Args:
+        sentence_shares: [N, S] p (rows sum to at most 1; the rest sits on special tokens).
+        evidence_counts: [N, S] how many of the pair's relations name each sentence as evidence.
+    Returns:
+        [N] sum_s y_s (log y_s - log p_s), 0 for pairs without evidence.
+    """
+    counts = evidence_counts.to(sentence_shares.dtype)
+    target = counts / counts.sum(-1, keepdim=True).clamp(min=1e-30)
+    log_target = torch.log(target.clamp(min=1e-30))
+    log_shares = torch.log(sentence_shares.clamp(min=1e-30))  # as the released code: p = 0 counts as 1e-30
+    return torch.where(target > 0, target * (log_target - log_shares), torch.zeros_like(target)).sum(-1)
+
+
+class EvidenceGuidedPairHead(GroupBilinearPairHead):
+    """DREEAM (Ma, Wang and Okazaki 2023): ATLOP's head, with its localized-context attention supervised by the
+    evidence sentences. The evidence loss (`evidence_distribution_loss`, weight `evidence_weight`, the paper's
+    lambda = 0.1) is the mean over the pairs that hold a relation (those without gold evidence add 0); the evidence of a predicted
+    relation is the sentences whose share of the context exceeds `evidence_threshold` (the model's
+    `evidence_scores`). No parameters beyond ATLOP's."""
+
+    needs_context_weights = True
+    extra_inputs = ("token_sentence", "evidence_labels")
+
+    def auxiliary_losses(self, pairs, logits, labels):
+        extra = pairs.extra or {}
+        gold, token_sentence = extra.get("evidence_labels"), extra.get("token_sentence")
+        if labels is None or gold is None or token_sentence is None:
+            return {}
+        from .modeling_docre import sentence_shares
+
+        counts = gold[pairs.pair_batch, pairs.pair_slot]  # [N, S]
+        shares = sentence_shares(pairs.context_weights, token_sentence[pairs.pair_batch], num_sentences=counts.shape[-1])
+        # The mean runs over the pairs that hold a relation, as the released code's; one without gold evidence adds 0.
+        used = (labels[:, 1:] > 0).any(-1)
+        per_pair = evidence_distribution_loss(shares, counts)
+        loss = (per_pair * used).sum() / used.sum().clamp(min=1)
+        return {"evidence_loss": self.config.evidence_weight * loss}
 
 
 class ReleasedAxialPairHead(GroupBilinearPairHead):
@@ -236,6 +300,7 @@ PAIR_HEADS: dict[str, type[PairHead]] = {
     "group_bilinear": GroupBilinearPairHead,
     "axial": AxialPairHead,
     "axial_released": ReleasedAxialPairHead,
+    "dreeam": EvidenceGuidedPairHead,
     "two_step": TwoStepPairHead,
 }
 

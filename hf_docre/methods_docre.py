@@ -140,6 +140,27 @@ register_method(DocREMethod(
 
 
 register_method(DocREMethod(
+    name="dreeam",
+    display_name="DREEAM",
+    paper="Ma et al. 2023, DREEAM: Guiding Attention with Evidence for Improving Document-Level Relation Extraction",
+    citation=(
+        "@inproceedings{ma2023dreeam,\n  title={DREEAM: Guiding Attention with Evidence for Improving Document-Level "
+        "Relation Extraction},\n  author={Ma, Youmi and Wang, An and Okazaki, Naoaki},\n  booktitle={Proceedings of "
+        "EACL},\n  year={2023}\n}"
+    ),
+    description=(
+        "ATLOP (logsumexp-pooled `*` markers, localized context pooling, group bilinear, adaptive thresholding) whose "
+        "localized-context attention is trained to fall on the evidence sentences (a KL divergence to the gold "
+        "evidence, weight 0.1); each predicted relation comes with its evidence: the sentences holding more than 0.2 "
+        "of the pair's context. No parameters beyond ATLOP's."
+    ),
+    preset={"pair_head": "dreeam", "evidence_threshold": 0.2, "evidence_weight": 0.1},
+    recipe=ATLOP_RECIPE,
+    recipe_source="DREEAM's released scripts/run_bert.sh (ATLOP's recipe: 5e-5 / 1e-4, batch 4, 30 epochs, warm-up 6%)",
+))
+
+
+register_method(DocREMethod(
     name="dsdocre",
     display_name="DSDocRE",
     paper="Xiao et al. 2020, Denoising Relation Extraction from Document-level Distant Supervision",

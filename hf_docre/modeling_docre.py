@@ -71,6 +71,9 @@ class DocREModelOutput(ModelOutput):
             localized-context weights on each sentence (DREEAM's evidence retrieval); sentences above
             `config.evidence_threshold` are the evidence of the pair's relations. With `evidence_threshold` set and
             `token_sentence` given.
+        head_losses (`dict[str, torch.FloatTensor]`, *optional*): the pair head's auxiliary loss terms (each a
+            weighted scalar, already in `loss`), e.g. DREEAM's `evidence_loss`.
+        head_outputs (`dict[str, torch.Tensor]`, *optional*): outputs the pair head adds, each [B, P, ...].
     """
 
     loss: torch.FloatTensor | None = None
@@ -81,6 +84,8 @@ class DocREModelOutput(ModelOutput):
     distillation_loss: torch.FloatTensor | None = None
     scored_pairs: torch.LongTensor | None = None
     evidence_scores: torch.FloatTensor | None = None
+    head_losses: dict | None = None
+    head_outputs: dict | None = None
 
 
 class DocREPreTrainedModel(DocumentEncoderMixin, PreTrainedModel):
@@ -308,6 +313,7 @@ class DocREForRelationExtraction(DocREPreTrainedModel):
         mention_end: torch.LongTensor | None = None,
         teacher_logits: torch.Tensor | None = None,
         token_sentence: torch.LongTensor | None = None,
+        evidence_labels: torch.Tensor | None = None,
         output_context_weights: bool = False,
         output_entity_embeddings: bool = False,
         num_items_in_batch: int | torch.Tensor | None = None,
@@ -328,6 +334,8 @@ class DocREForRelationExtraction(DocREPreTrainedModel):
                 pairs; adds the distillation loss (`config.distillation_loss`, KD-DocRE Eq. 12-13).
             token_sentence (`torch.LongTensor` of shape `[B, L]`, *optional*): the sentence of each token (-1 for
                 special tokens and padding); with `config.evidence_threshold` set, the output has `evidence_scores`.
+            evidence_labels (`torch.FloatTensor` of shape `[B, P, S]`, *optional*): for each pair, how many of its
+                relations name each sentence as evidence (heads that learn from evidence read it: DREEAM).
             output_context_weights (`bool`): also return the LOP weights [B, P, L].
             output_entity_embeddings (`bool`): also return the pooled entity embeddings [B, E, D].
             num_items_in_batch (*optional*): given by the Trainer: label entries over the whole optimiser step; the
@@ -349,7 +357,10 @@ class DocREForRelationExtraction(DocREPreTrainedModel):
         want_evidence = (token_sentence is not None and self.head.uses_context
                          and getattr(self.config, "evidence_threshold", None) is not None)
         context, pair_weights = self._pair_context(encoded, pair_index, pair_mask, pair_batch, pair_slot, heads, tails,
-                                                   output_context_weights or want_evidence)
+                                                   output_context_weights or want_evidence or self.head.needs_context_weights)
+        given = {"token_sentence": token_sentence, "evidence_labels": evidence_labels, "teacher_logits": teacher_logits,
+                 "labels": labels, "mention_end": mention_end, **kwargs}
+        extra = {name: given[name] for name in self.head.extra_inputs if given.get(name) is not None}
 
         def encode_entities(encoder):
             other = self.encode(input_ids, attention_mask, mention_index, need_attention=False, encoder=encoder)
@@ -360,13 +371,23 @@ class DocREForRelationExtraction(DocREPreTrainedModel):
             return self.dropout(found)
 
         num_entities = (mention_index >= 0).any(-1).sum(-1)
-        real_logits = self.head(PairInputs(entities, pair_batch, heads, tails, context, encode_entities,
-                                           context_of if self.head.uses_context else None, num_entities))  # [N, R]
+        pairs = PairInputs(entities, pair_batch, heads, tails, context, encode_entities,
+                           context_of if self.head.uses_context else None, num_entities, pair_slot, pair_weights, extra)
+        real_logits = self.head(pairs)  # [N, R]
         scatter = _PairScatter(pair_mask.shape, pair_batch, pair_slot)
         logits = real_logits.new_full((*pair_mask.shape, self.config.num_relations), PAD_RELATION_LOGIT)
         logits[..., 0] = 0.0  # pairs not scored decode as NA
         logits = logits.index_put(scatter.index, real_logits)
         loss, pair_loss, distillation = self._loss(real_logits, labels, teacher_logits, scatter, pair_mask, num_items_in_batch)
+        head_losses = self.head.auxiliary_losses(pairs, real_logits, None if labels is None else scatter.gather(labels))
+        if head_losses and loss is not None:
+            # Each term is a mean over this batch; under gradient accumulation (num_items_in_batch: the step's labelled
+            # pairs) it is weighted by this batch's share of the step, as the relation loss is.
+            share = 1.0
+            if num_items_in_batch is not None:
+                share = pair_mask.sum() / torch.as_tensor(num_items_in_batch, device=pair_mask.device).clamp(min=1)
+            loss = loss + share * sum(head_losses.values())
+        head_outputs = {name: scatter(value) for name, value in self.head.outputs(pairs, real_logits).items()}
         evidence_scores = None
         if want_evidence:
             evidence_scores = scatter(sentence_shares(pair_weights, token_sentence[pair_batch]))
@@ -374,6 +395,8 @@ class DocREForRelationExtraction(DocREPreTrainedModel):
             loss=loss,
             logits=logits,
             evidence_scores=evidence_scores,
+            head_losses=head_losses or None,
+            head_outputs=head_outputs or None,
             context_weights=scatter(pair_weights) if pair_weights is not None and output_context_weights else None,
             entity_embeddings=entity_embeddings if output_entity_embeddings else None,
             pair_loss=pair_loss,
@@ -506,10 +529,11 @@ def _check_loaded_weights(cls, model, info, name_or_path, fresh_head):
                          "(a diverged training run?)")
 
 
-def sentence_shares(weights: torch.Tensor, token_sentence: torch.Tensor) -> torch.Tensor:
+def sentence_shares(weights: torch.Tensor, token_sentence: torch.Tensor, num_sentences: int | None = None) -> torch.Tensor:
     """weights [N, L] over tokens, token_sentence [N, L] (sentence id, -1 = none) -> [N, S]: the weight on each
-    sentence's tokens (S = the largest sentence id + 1)."""
-    num_sentences = max(1, int(token_sentence.max()) + 1) if token_sentence.numel() else 1
+    sentence's tokens (S = `num_sentences`, default the largest sentence id + 1)."""
+    if num_sentences is None:
+        num_sentences = max(1, int(token_sentence.max()) + 1) if token_sentence.numel() else 1
     index = token_sentence.masked_fill(token_sentence < 0, num_sentences)
     shares = weights.new_zeros(weights.shape[0], num_sentences + 1).scatter_add(1, index, weights)
     return shares[:, :num_sentences]

@@ -12,8 +12,10 @@ Features of one document (compact, so `datasets` stores them cheaply):
 - `mention_index`: list (per entity) of lists of token indices of each mention's start marker;
 - `mention_end` (with `mention_spans=True`): the same nesting, the token after each mention's last token (so a
   mention's tokens are `mention_index` to `mention_end`, its start marker included when there are markers);
-- `sentence_start` (with `sentence_spans=True`, for evidence): the first token of each sentence (its markers
-  included), then the token after the last sentence ([S + 1]);
+- `token_sentence` (with `sentence_spans=True`, for evidence), compact: the first token of each sentence (its
+  markers included), then the token after the last sentence ([S + 1]); the collator expands it to the model's
+  `token_sentence` [B, L] (named like the model input, so the Trainer's column filter keeps it);
+- `evidence_labels` (with `sentence_spans=True` and labels): [pair position, sentence] once per label naming it;
 - `pair_index`: only when the document restricts the pairs to score (`candidate_pairs`, as in CDR/GDA): list of
   [head, tail] entity ids. Absent (or None) means all ordered pairs h != t, row-major (`all_ordered_pairs`); the
   collator builds those from the entity count, so the common case stores nothing per pair;
@@ -510,7 +512,7 @@ class DocREFeaturizer:
         if word_map is not None:
             features["token_word"] = word_map
         if self.sentence_spans:
-            features["sentence_start"] = [int(first_token[i]) for i in sentence_first_word]
+            features["token_sentence"] = [int(first_token[i]) for i in sentence_first_word]
         if self.mention_spans:
             if marker is None:  # the word after the mention: the next sentence's first word, or the end
                 offsets = np.cumsum([0] + [len(sentence) for sentence in sents]).tolist()
@@ -531,6 +533,11 @@ class DocREFeaturizer:
                 positions = {tuple(pair): p for p, pair in enumerate(candidates)}
             compact = {(positions[(label["h"], label["t"])], self.label2id[label["r"]]) for label in document["labels"]}
             features["labels"] = [list(item) for item in sorted(compact)]
+            if self.sentence_spans:
+                # [pair position, sentence] once per label of the pair that names the sentence (DREEAM's counts).
+                features["evidence_labels"] = sorted(
+                    [positions[(label["h"], label["t"])], int(s)] for label in document["labels"] for s in label.get("evidence") or ()
+                )
         return features
 
     def featurize(self, documents: Iterable[dict], errors: str = "raise", with_labels: bool = True) -> list[dict]:
@@ -610,7 +617,7 @@ class DocREDataCollator:
 
     Returns `input_ids`, `attention_mask` [B, L]; `mention_index` [B, E, M] (-1 pad); `pair_index` [B, P, 2]
     (-1 pad; all ordered pairs of a feature without its own `pair_index`); `token_sentence` [B, L] (the sentence of
-    each token, -1 for special tokens and padding) when every feature has `sentence_start`; `mention_end` [B, E, M] and
+    each token, -1 for special tokens and padding) and `evidence_labels` [B, P, S] (counts) when every feature has them; `mention_end` [B, E, M] and
     `teacher_logits` [B, P, R] when every feature has them; and, when every feature has `labels`, multi-hot `labels` [B, P, R] with padded pairs -100.
 
     Args:
@@ -660,13 +667,21 @@ class DocREDataCollator:
         }
         if with_ends:
             batch["mention_end"] = mention_end
-        if all(f.get("sentence_start") is not None for f in features):
+        if all(f.get("token_sentence") is not None for f in features):
             token_sentence = torch.full((batch_size, length), -1, dtype=torch.long)
             for b, feature in enumerate(features):
-                bounds = torch.as_tensor(feature["sentence_start"], dtype=torch.long)
+                bounds = torch.as_tensor(feature["token_sentence"], dtype=torch.long)
                 sizes = bounds[1:] - bounds[:-1]
                 token_sentence[b, int(bounds[0]) : int(bounds[-1])] = torch.repeat_interleave(torch.arange(len(sizes)), sizes)
             batch["token_sentence"] = token_sentence
+            if all(f.get("evidence_labels") is not None for f in features):
+                num_sentences = max(len(f["token_sentence"]) - 1 for f in features)
+                evidence = torch.zeros(batch_size, num_pairs, max(1, num_sentences))
+                for b, feature in enumerate(features):
+                    entries = torch.as_tensor(feature["evidence_labels"], dtype=torch.long).view(-1, 2)
+                    if len(entries):
+                        evidence[b].index_put_((entries[:, 0], entries[:, 1]), torch.ones(len(entries)), accumulate=True)
+                batch["evidence_labels"] = evidence
         if all(f.get("teacher_logits") is not None for f in features):
             # A teacher's logits, stored flat ([P * R] per document, see hf_docre.distillation).
             teacher = torch.zeros(batch_size, num_pairs, self.num_relations)

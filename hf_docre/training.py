@@ -81,16 +81,24 @@ def optimizer_cls_and_kwargs(
     return optimizer_cls, {"params": param_groups(model, encoder_lr, head_lr, weight_decay), "eps": eps}
 
 
-def predictions_to_official(predicted: np.ndarray, features: Sequence[dict], id2label: dict[int, str]) -> list[dict]:
-    """[N, P, R] 0/1 predictions (row i = features[i]) -> official `{title, h_idx, t_idx, r}` records (no NA)."""
+def predictions_to_official(predicted, features: Sequence[dict], id2label: dict[int, str]) -> list[dict]:
+    """[N, P, R] 0/1 predictions (row i = features[i]) -> official `{title, h_idx, t_idx, r}` records (no NA). Given
+    `(predictions, evidence)` with evidence [N, P, S] 0/1 (DREEAM), each record also has its `evidence` sentences."""
+    evidence = None
+    if isinstance(predicted, (tuple, list)):
+        predicted, evidence = predicted[0], (predicted[1] if len(predicted) > 1 else None)
     predicted = np.asarray(predicted)
+    evidence = None if evidence is None else np.asarray(evidence)
     records = []
-    for feature, rows in zip(features, predicted):
+    for i, (feature, rows) in enumerate(zip(features, predicted)):
         pairs = feature_pairs(feature).tolist()
         pair_ids, relation_ids = np.nonzero(rows[: len(pairs), 1:] == 1)
         for p, r in zip(pair_ids.tolist(), relation_ids.tolist()):
             h, t = pairs[p]
-            records.append({"title": feature["title"], "h_idx": int(h), "t_idx": int(t), "r": id2label[r + 1]})
+            record = {"title": feature["title"], "h_idx": int(h), "t_idx": int(t), "r": id2label[r + 1]}
+            if evidence is not None:
+                record["evidence"] = np.nonzero(evidence[i, p] == 1)[0].tolist()
+            records.append(record)
     return records
 
 
@@ -118,17 +126,21 @@ class DocREMetrics:
         config = model.config
 
         def decode(logits, labels):
-            logits = logits[0] if isinstance(logits, (tuple, list)) else logits
-            return decode_relations(
+            evidence = None
+            if isinstance(logits, (tuple, list)):
+                logits, evidence = logits[0], (logits[1] if len(logits) > 1 else None)
+            decoded = decode_relations(
                 logits.float(), config.decoding, config.global_threshold, config.max_relations_per_pair
             ).to(torch.int8)
+            threshold = getattr(config, "evidence_threshold", None)
+            if evidence is None or threshold is None:
+                return decoded
+            return decoded, (evidence > threshold).to(torch.int8)  # DREEAM: each pair's evidence sentences
 
         return decode
 
     def __call__(self, evaluation):
-        predicted = evaluation.predictions
-        predicted = predicted[0] if isinstance(predicted, (tuple, list)) else predicted
-        records = predictions_to_official(predicted, self.features, self.id2label)
+        records = predictions_to_official(evaluation.predictions, self.features, self.id2label)
         scores = score_docred(records, self.documents, self.train_documents, **self.score_kwargs)
         return {key: value for key, value in scores.items() if value is not None}
 

@@ -59,6 +59,8 @@ def test_converted_checkpoint_gives_the_released_codes_logits_decisions_and_evid
         if fixture["source"] == "dreeam":
             evidence = (our["evidence"] > 0.2).nonzero().tolist()
             assert released.digest(evidence) == entry["evidence"], f"{where}: evidence"
+            if entry.get("batch_losses"):  # the relation and evidence losses of the batch this document opens
+                assert our["batch_losses"] == pytest.approx(entry["batch_losses"], rel=1e-4), f"{where}: losses"
 
 
 @pytest.mark.slow

@@ -1,0 +1,148 @@
+"""DREEAM (Ma et al. 2023): the evidence loss and evidence retrieval against loop references, and a method with its own
+loss and output registered from a test file alone (the pair head is the unit of a method)."""
+
+import math
+
+import pytest
+import torch
+from conftest import SMALL_HEAD
+from torch import nn
+
+from hf_docre import (
+    METHODS,
+    PAIR_HEADS,
+    DocREDataCollator,
+    DocREFeaturizer,
+    DocREMethod,
+    DocREModel,
+    register_method,
+    register_pair_head,
+)
+from hf_docre.heads_docre import GroupBilinearPairHead, evidence_distribution_loss
+
+
+def _model(encoder_dirs, relation_info, method="dreeam", **options):
+    torch.manual_seed(0)
+    return DocREModel.from_encoder(encoder_dirs["bert"], relations=list(relation_info), method=method, **{**SMALL_HEAD, **options})
+
+
+def _batch(model, documents):
+    features = DocREFeaturizer.from_model(model).featurize(documents)
+    return DocREDataCollator.from_model(model)(features), features
+
+
+def test_evidence_distribution_loss_equals_a_loop():
+    torch.manual_seed(1)
+    shares = torch.rand(6, 5) / 5
+    shares[1, 2] = 0.0  # a sentence with no weight at all: log(1e-30), as the released code
+    counts = torch.randint(0, 3, (6, 5)).float()
+    counts[3] = 0.0  # a pair without gold evidence
+    got = evidence_distribution_loss(shares, counts)
+    for n in range(6):
+        total = counts[n].sum().item()
+        expected = 0.0
+        for s in range(5):
+            if counts[n, s] > 0:
+                y = counts[n, s].item() / total
+                expected += y * (math.log(y) - math.log(max(shares[n, s].item(), 1e-30)))
+        assert got[n].item() == pytest.approx(expected, rel=1e-5, abs=1e-6)
+
+
+def test_dreeam_loss_and_evidence_equal_loops(encoder_dirs, relation_info, redocred_documents):
+    model = _model(encoder_dirs, relation_info).eval()
+    documents = redocred_documents[:2]
+    batch, features = _batch(model, documents)
+    with torch.no_grad():
+        output = model(**batch, output_context_weights=True)
+    weights, token_sentence, gold = output.context_weights, batch["token_sentence"], batch["evidence_labels"]
+    labels = batch["labels"]
+    used, total = 0, 0.0
+    for b, document in enumerate(documents):
+        num_entities = len(document["vertexSet"])
+        num_sentences = len(document["sents"])
+        for p in range(num_entities * (num_entities - 1)):
+            # The pair's share of each sentence: a loop over its tokens.
+            shares = [0.0] * num_sentences
+            for token in range(token_sentence.shape[1]):
+                s = int(token_sentence[b, token])
+                if s >= 0:
+                    shares[s] += float(weights[b, p, token])
+            assert torch.allclose(output.evidence_scores[b, p, :num_sentences], torch.tensor(shares), atol=1e-6)
+            # Evidence decoding: the sentences above the threshold.
+            expected = [s for s in range(num_sentences) if shares[s] > model.config.evidence_threshold]
+            assert (output.evidence_scores[b, p, :num_sentences] > model.config.evidence_threshold).nonzero().flatten().tolist() == expected
+            if labels[b, p, 1:].sum() > 0 and output.scored_pairs[b, p]:  # the tiny encoder's window leaves some unscored
+                used += 1
+                counts = [float(gold[b, p, s]) for s in range(num_sentences)]
+                if sum(counts):
+                    total += sum(c / sum(counts) * (math.log(c / sum(counts)) - math.log(max(shares[s], 1e-30)))
+                                 for s, c in enumerate(counts) if c > 0)
+    assert used > 0
+    expected_loss = model.config.evidence_weight * total / used
+    assert output.head_losses["evidence_loss"].item() == pytest.approx(expected_loss, rel=1e-4)
+
+
+def test_evidence_reaches_the_pipeline_and_the_metric(encoder_dirs, relation_info, redocred_documents):
+    from transformers import pipeline
+
+    from hf_docre import to_docred_predictions
+    from hf_docre.metrics import score_docred
+
+    model = _model(encoder_dirs, relation_info, evidence_threshold=0.05).eval()
+    extractor = pipeline("doc-relation-extraction", model=model, tokenizer=model.tokenizer)
+    documents = redocred_documents[:2]
+    outputs = extractor(documents)
+    assert any(r["evidence"] for relations in outputs for r in relations)
+    predictions = to_docred_predictions(outputs)
+    assert all("evidence" in p for document in predictions for p in document)
+    scores = score_docred(predictions, documents)
+    assert scores["evidence_f1"] is not None
+
+
+class ToyMarginHead(GroupBilinearPairHead):
+    """A method from a test file: ATLOP's head, an auxiliary loss (logits kept small) and an output (the margin of
+    the best relation over the threshold class)."""
+
+    def auxiliary_losses(self, pairs, logits, labels):
+        return {"logit_penalty": 1e-3 * logits.pow(2).mean()}
+
+    def outputs(self, pairs, logits):
+        return {"margin": logits[:, 1:].max(-1).values - logits[:, 0]}
+
+
+def test_a_method_with_its_own_loss_and_output_from_a_test_file(encoder_dirs, relation_info, redocred_documents, tmp_path):
+    from transformers import Trainer, TrainingArguments, pipeline
+
+    register_pair_head("toy_margin", ToyMarginHead, exist_ok=True)
+    register_method(DocREMethod(name="toy-margin", display_name="Toy margin", paper="Nobody 2026, A toy",
+                                citation="@misc{toy}", description="A toy method.", preset={"pair_head": "toy_margin"}),
+                    exist_ok=True)
+    try:
+        model = _model(encoder_dirs, relation_info, method="toy-margin")
+        assert isinstance(model.head, ToyMarginHead)
+        features = DocREFeaturizer.from_model(model).featurize(redocred_documents[:4])
+        batch = DocREDataCollator.from_model(model)(features[:2])
+        output = model(**batch)
+        assert set(output.head_losses) == {"logit_penalty"}
+        assert output.head_outputs["margin"].shape == batch["pair_index"].shape[:2]
+        without = output.loss - output.head_losses["logit_penalty"]
+        assert output.loss.item() == pytest.approx(without.item() + output.head_losses["logit_penalty"].item())
+        before = model.head.head_extractor.weight.detach().clone()
+        args = TrainingArguments(output_dir=str(tmp_path / "run"), max_steps=2, per_device_train_batch_size=2, use_cpu=True,
+                                 report_to="none", save_strategy="no", label_names=["labels"])
+        Trainer(model=model, args=args, train_dataset=features, data_collator=DocREDataCollator.from_model(model)).train()
+        assert not torch.equal(before, model.head.head_extractor.weight)
+        model.save_pretrained(tmp_path / "toy")
+        loaded = DocREModel.from_pretrained(tmp_path / "toy").eval()
+        assert isinstance(loaded.head, ToyMarginHead) and loaded.config.method == "toy-margin"
+        relations = pipeline("doc-relation-extraction", model=loaded, tokenizer=loaded.tokenizer)(redocred_documents[5])
+        assert isinstance(relations, list)
+    finally:
+        PAIR_HEADS.pop("toy_margin", None)
+        METHODS.pop("toy-margin", None)
+
+
+def test_dreeam_has_no_parameters_beyond_atlop(encoder_dirs, relation_info):
+    atlop, dreeam = _model(encoder_dirs, relation_info, "atlop"), _model(encoder_dirs, relation_info)
+    assert {k: v.shape for k, v in atlop.state_dict().items()} == {k: v.shape for k, v in dreeam.state_dict().items()}
+    assert isinstance(dreeam.head, nn.Module) and dreeam.config.evidence_threshold == 0.2
