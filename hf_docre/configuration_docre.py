@@ -6,7 +6,9 @@ This file is loaded through ``trust_remote_code``: it imports nothing but transf
 
 from __future__ import annotations
 
+import typing
 from collections.abc import Sequence
+from typing import Literal
 
 from transformers import AutoConfig, PretrainedConfig
 
@@ -14,11 +16,19 @@ from .methods_docre import METHODS, method_preset
 
 NA_LABEL = "NA"
 
-_POOLINGS = ("logsumexp", "max", "mean")
-_LOSSES = ("atl", "bce", "afl", "bce_na")
-_MENTION_REPRESENTATIONS = ("start", "span")
-_DISTILLATION_LOSSES = ("mse", "kl")
-_DISTANT_PAIRS = ("no_relation", "entity_context", "zero_context")
+# Options that take one of a few values are typed with these; `DocREConfig._validate` checks every such option
+# against its type, so the allowed values are written once.
+MentionPooling = Literal["logsumexp", "max", "mean"]
+RelationLoss = Literal["atl", "bce", "afl", "bce_na"]
+MentionRepresentation = Literal["start", "span"]
+DistillationLoss = Literal["mse", "kl"]
+DistantPairs = Literal["no_relation", "entity_context", "zero_context"]
+FocalPositiveWeight = Literal["paper", "released_code"]
+AlignmentDistance = Literal["abs", "square"]
+MarkerOrder = Literal["entity", "ranked"]
+LongInput = Literal["windows", "two_windows"]
+AxialNetwork = Literal["paper", "released"]
+WordTokenization = Literal["in_context", "isolated"]
 
 # DSDocRE pre-training tasks (Xiao et al. 2020, Sec. 3.2).
 PRETRAINING_TASKS = (
@@ -71,8 +81,9 @@ class DocREConfig(PretrainedConfig):
         use_context_pooling (`bool`): localized context pooling (LOP) from the encoder's last attention layer.
         emb_size (`int`): size of the head/tail representations before the group bilinear.
         block_size (`int`): group size of the group bilinear; `emb_size` must be a multiple of it.
-        loss (`str`): `"atl"` (adaptive-thresholding loss with a learned TH class at index 0) or `"bce"`
-            (binary cross-entropy over relations, decoded with `global_threshold`).
+        loss (`str`): `"atl"` (adaptive-thresholding loss with a learned TH class at index 0), `"afl"` (KD-DocRE's
+            adaptive focal loss, the same decoding), `"bce"` (binary cross-entropy over relations, decoded with
+            `global_threshold`) or `"bce_na"` (DSDocRE: BCE over every relation and NA, argmax decoding).
         global_threshold (`float`): probability threshold used with `loss="bce"`; tune it on dev data.
         max_relations_per_pair (`int`): at most this many relations are decoded per pair (ATLOP keeps 4);
             0 or a negative value keeps every relation above the threshold.
@@ -86,8 +97,9 @@ class DocREConfig(PretrainedConfig):
             and after the content (BERT `[CLS] ... [SEP]` and RoBERTa `<s> ... </s>`: 1 and 1). Every window
             repeats them.
         classifier_dropout (`float`): dropout on the pooled entity/context embeddings (0 disables it).
-        method (`str`): a published method by name, which sets the options below (see `METHOD_PRESETS`):
-            `"atlop"` (default), `"bert-baseline"`, `"two-step"`, `"kd-docre"`. Options passed explicitly win.
+        method (`str`): a registered method by name (`methods_docre.METHODS`), which sets the options below:
+            `"atlop"` (default), `"bert-baseline"`, `"two-step"`, `"kd-docre"`, `"dreeam"`, `"dsdocre"`, or one added
+            with `register_method`. Options passed explicitly win.
         mention_representation (`str`): `"start"` = the hidden state at `mention_index` (the start marker, or the
             first sub-token without markers); `"span"` = every token of the mention (`mention_index` to
             `mention_end`), pooled with `mention_pooling="mean"` over all tokens of all the entity's mentions.
@@ -176,11 +188,11 @@ class DocREConfig(PretrainedConfig):
         encoder: PretrainedConfig | dict | None = None,
         relations: Sequence[str] | None = None,
         relation_names: dict[str, str] | None = None,
-        mention_pooling: str = _UNSET,
+        mention_pooling: MentionPooling = _UNSET,
         use_context_pooling: bool = _UNSET,
         emb_size: int = _UNSET,
         block_size: int = 64,
-        loss: str = _UNSET,
+        loss: RelationLoss = _UNSET,
         global_threshold: float = 0.5,
         max_relations_per_pair: int = _UNSET,
         entity_marker: str | None = _UNSET,
@@ -190,7 +202,7 @@ class DocREConfig(PretrainedConfig):
         window_suffix_tokens: int = 1,
         classifier_dropout: float = 0.0,
         method: str = "atlop",
-        mention_representation: str = _UNSET,
+        mention_representation: MentionRepresentation = _UNSET,
         pair_head: str = _UNSET,
         two_step: bool = _UNSET,
         two_step_shared_encoder: bool = False,
@@ -198,29 +210,29 @@ class DocREConfig(PretrainedConfig):
         axial_attention: bool = _UNSET,
         pair_hidden_size: int | None = None,
         focal_gamma: float = _UNSET,
-        focal_positive_weight: str = "paper",
-        distillation_loss: str = "mse",
+        focal_positive_weight: FocalPositiveWeight = "paper",
+        distillation_loss: DistillationLoss = "mse",
         distillation_weight: float = 1.0,
-        distant_pairs: str = "no_relation",
+        distant_pairs: DistantPairs = "no_relation",
         marker_format: str = "[unused{}]",
         max_marked_entities: int = 42,
-        marker_order: str = "entity",
+        marker_order: MarkerOrder = "entity",
         blank_token: str = "[unused0]",
         mention_mask_token: str = "[unused200]",
         max_pooled_mentions: int | None = None,
         pretraining_tasks: Sequence[str] | None = None,
         pretraining_task_weights: dict[str, float] | None = None,
-        alignment_distance: str = "abs",
+        alignment_distance: AlignmentDistance = "abs",
         pretraining_relation_size: int = 256,
-        axial_network: str = "paper",
+        axial_network: AxialNetwork = "paper",
         axial_layers: int = 6,
         axial_heads: int = 8,
         axial_table_size: int = 42,
-        long_input: str = "windows",
+        long_input: LongInput = "windows",
         window_end_token_ids: Sequence[int] | None = None,
         context_layers: int = 1,
         context_epsilon: float = 0.0,
-        word_tokenization: str = "in_context",
+        word_tokenization: WordTokenization = "in_context",
         evidence_threshold: float | None = _UNSET,
         evidence_weight: float = _UNSET,
         **kwargs,
@@ -335,6 +347,12 @@ class DocREConfig(PretrainedConfig):
     _POSITIVE_OPTIONS = ("emb_size", "block_size", "axial_layers", "axial_heads", "window_size", "window_stride",
                          "pair_hidden_size", "max_pooled_mentions", "pretraining_relation_size")
 
+    @classmethod
+    def literal_options(cls) -> dict[str, tuple]:
+        """{option: its allowed values} for every option typed `Literal[...]` in `__init__`."""
+        hints = typing.get_type_hints(cls.__init__, globalns={**globals(), "PretrainedConfig": PretrainedConfig})
+        return {name: typing.get_args(hint) for name, hint in hints.items() if typing.get_origin(hint) is Literal}
+
     def _validate_types(self):
         def is_int(value):
             return isinstance(value, int) and not isinstance(value, bool)
@@ -358,19 +376,7 @@ class DocREConfig(PretrainedConfig):
     def _validate(self):
         """Raise a ValueError naming the option for a value or a combination the models cannot use."""
         self._validate_types()
-        for name, allowed in (
-            ("mention_pooling", _POOLINGS),
-            ("loss", _LOSSES),
-            ("mention_representation", _MENTION_REPRESENTATIONS),
-            ("distillation_loss", _DISTILLATION_LOSSES),
-            ("focal_positive_weight", ("paper", "released_code")),
-            ("distant_pairs", _DISTANT_PAIRS),
-            ("alignment_distance", ("abs", "square")),
-            ("marker_order", ("entity", "ranked")),
-            ("long_input", ("windows", "two_windows")),
-            ("axial_network", ("paper", "released")),
-            ("word_tokenization", ("in_context", "isolated")),
-        ):
+        for name, allowed in self.literal_options().items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"DocREConfig: `{name}` must be one of {allowed}, got {getattr(self, name)!r}.")
         if self.pair_head == "group_bilinear" and self.emb_size % self.block_size != 0:

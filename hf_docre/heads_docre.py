@@ -88,6 +88,11 @@ class PairHead(nn.Module):
         """[N, R] relation logits of the scored pairs."""
         raise NotImplementedError
 
+    @classmethod
+    def describe(cls, config) -> str:
+        """What the head is and how it trains, for model cards."""
+        return f"the registered pair head `{config.head_type}`, {config.loss} loss"
+
     def auxiliary_losses(self, pairs: PairInputs, logits: torch.Tensor, labels: torch.Tensor | None) -> dict:
         """Loss terms the head adds to the relation loss, each a scalar already weighted and reduced over this batch
         (`{}` by default). `labels` is [N, R] for the scored pairs, or None without labels."""
@@ -112,6 +117,11 @@ class BilinearPairHead(PairHead):
         self.projection = nn.Linear(hidden, config.emb_size)
         self.bilinear = PairBilinear(config.emb_size, config.emb_size, config.num_relations)
 
+    @classmethod
+    def describe(cls, config):
+        return (f"mean of the mentions' tokens, projection to {config.emb_size}, bilinear classifier, binary "
+                f"cross-entropy, global threshold {config.global_threshold:g}")
+
     def forward(self, pairs):
         projected = self.projection(pairs.entity_embeddings)  # [B, E, emb_size]: once per entity, not per pair
         return self.bilinear(*pairs.head_and_tail(projected))
@@ -132,6 +142,18 @@ class GroupBilinearPairHead(PairHead):
     @property
     def uses_context(self):
         return bool(self.config.use_context_pooling)
+
+    @classmethod
+    def describe(cls, config):
+        loss = (f"adaptive focal loss (gamma {config.focal_gamma:g}, {config.focal_positive_weight} positive weight)"
+                if config.loss == "afl" else f"{config.loss} loss")
+        return (f"{config.mention_pooling} mention pooling, localized context pooling {'on' if config.use_context_pooling else 'off'}, "
+                f"group bilinear {config.emb_size}/{config.block_size}{cls.describe_pair_layers(config)}, {loss}")
+
+    @classmethod
+    def describe_pair_layers(cls, config):
+        """What a head built on the group bilinear adds after it (for `describe`)."""
+        return ""
 
     def forward(self, pairs):
         return self.pair_features(pairs.entity_embeddings, pairs.pair_batch, pairs.heads, pairs.tails, pairs.context)
@@ -159,6 +181,11 @@ class AxialPairHead(GroupBilinearPairHead):
         super().__init__(config, new_encoder, num_outputs=pair_hidden)
         self.axial_attention = AxialPairAttention(pair_hidden)
         self.classifier = nn.Linear(pair_hidden, config.num_relations)
+
+    @classmethod
+    def describe_pair_layers(cls, config):
+        return (f", axial attention over the entity-pair table ({config.pair_hidden_size or config.encoder.hidden_size} "
+                "features), linear classifier")
 
     def forward(self, pairs):
         pair_repr = super().forward(pairs)  # [N, pair_hidden]
@@ -194,6 +221,11 @@ class EvidenceGuidedPairHead(GroupBilinearPairHead):
     needs_context_weights = True
     extra_inputs = ("token_sentence", "evidence_labels")
 
+    @classmethod
+    def describe(cls, config):
+        return (super().describe(config) + f", evidence loss (weight {config.evidence_weight:g}) guiding the localized "
+                f"context to the evidence sentences, evidence = sentences above {config.evidence_threshold:g} of the context")
+
     def auxiliary_losses(self, pairs, logits, labels):
         extra = pairs.extra or {}
         gold, token_sentence = extra.get("evidence_labels"), extra.get("token_sentence")
@@ -223,6 +255,12 @@ class ReleasedAxialPairHead(GroupBilinearPairHead):
         super().__init__(config, new_encoder, num_outputs=hidden, bias=False)
         self.axial_transformer = ReleasedAxialNetwork(hidden, config.axial_layers, config.axial_heads)
         self.classifier = nn.Linear(hidden, config.num_relations)
+
+    @classmethod
+    def describe_pair_layers(cls, config):
+        return (f", axial attention over the entity-pair table ({config.pair_hidden_size or config.encoder.hidden_size} "
+                f"features; the released code's network: {config.axial_layers} layers of {config.axial_heads}-head axial "
+                f"attention over a table padded to {config.axial_table_size} entities), linear classifier")
 
     def forward(self, pairs):
         entities = pairs.entity_embeddings
@@ -269,6 +307,13 @@ class TwoStepPairHead(BilinearPairHead):
     def encoders(self):
         return [self.existence_encoder] if self.existence_encoder is not None else []
 
+    @classmethod
+    def describe(cls, config):
+        encoder = "the shared encoder" if config.two_step_shared_encoder else "its own encoder"
+        return (f"mean of the mentions' tokens, projection to {config.emb_size}, bilinear classifier (twice: step 1 "
+                f"relation / no relation with {encoder}, step 2 the relation types), binary cross-entropy, global "
+                f"threshold {config.global_threshold:g}")
+
     def forward(self, pairs):
         relation_logits = super().forward(pairs)  # [N, R]; column 0 is replaced
         entities = pairs.entity_embeddings
@@ -288,6 +333,11 @@ class RelationBilinearPairHead(PairHead):
         hidden = config.encoder.hidden_size
         self.relation_bilinear = EntityPairBilinear(hidden, hidden, config.emb_size)
         self.classifier = nn.Linear(config.emb_size, config.num_relations)
+
+    @classmethod
+    def describe(cls, config):
+        return (f"indexed entity markers, {config.mention_pooling} mention pooling, relation bilinear to {config.emb_size} "
+                "features, linear classifier, binary cross-entropy over every relation and NA")
 
     def forward(self, pairs):
         relation = self.relation_bilinear.pairs(pairs.entity_embeddings, pairs.pair_batch, pairs.heads, pairs.tails)

@@ -110,29 +110,11 @@ def _is_hub_id(name):
 
 
 def _head_description(config):
-    if config.pair_head == "bilinear":
-        head = f"mean of the mentions' tokens, projection to {config.emb_size}, bilinear classifier"
-        if config.two_step:
-            encoder = "the shared encoder" if config.two_step_shared_encoder else "its own encoder"
-            head += f" (twice: step 1 relation / no relation with {encoder}, step 2 the relation types)"
-        head += f", binary cross-entropy, global threshold {config.global_threshold:g}"
-    elif config.head_type == "bilinear_relation":
-        head = (f"indexed entity markers, {config.mention_pooling} mention pooling, relation bilinear to {config.emb_size} "
-                "features, linear classifier, binary cross-entropy over every relation and NA")
-    elif config.head_type not in ("group_bilinear", "axial", "axial_released"):
-        head = f"the registered pair head `{config.head_type}`, {config.loss} loss"
-    else:
-        head = (f"{config.mention_pooling} mention pooling, localized context pooling {'on' if config.use_context_pooling else 'off'}, "
-                f"group bilinear {config.emb_size}/{config.block_size}")
-        if config.axial_attention:
-            head += f", axial attention over the entity-pair table ({config.pair_hidden_size or config.encoder.hidden_size} features), linear classifier"
-            if config.head_type == "axial_released":
-                head += (f" (the released code's network: {config.axial_layers} layers of {config.axial_heads}-head axial "
-                         f"attention over a table padded to {config.axial_table_size} entities)")
-        if config.loss == "afl":
-            head += f", adaptive focal loss (gamma {config.focal_gamma:g}, {config.focal_positive_weight} positive weight)"
-        else:
-            head += f", {config.loss} loss"
+    """The card's one-line description of the head: the pair head's own (`PairHead.describe`), then decoding and
+    windows."""
+    from .heads_docre import PAIR_HEADS, PairHead
+
+    head = PAIR_HEADS.get(config.head_type, PairHead).describe(config)
     if config.max_relations_per_pair > 0:
         head += f", at most {config.max_relations_per_pair} relations per pair"
     return head + f", windows of {config.effective_window_size} tokens"
@@ -143,33 +125,23 @@ def _results(card):
     return [(split, scores) for split, scores in ((card.eval_split, card.eval_results), (card.test_split, card.test_results)) if scores]
 
 
-def _yaml(model, card):
-    lines = ["library_name: transformers", "pipeline_tag: text-classification"]
-    if card.license:
-        lines.append(f"license: {card.license}")
-    lines += [f"language:\n- {card.language}", "tags:", "- document-level-relation-extraction", "- relation-extraction",
-              f"- {card.method}", "- hf_docre"]
-    if card.base_model and _is_hub_id(card.base_model):
-        lines.append(f"base_model: {card.base_model}")
-    if card.datasets:
-        lines.append("datasets:\n" + "\n".join(f"- {d}" for d in card.datasets))
-    results = _results(card)
-    if results:
-        dataset = card.dataset_name or (card.datasets[0] if card.datasets else "DocRED-format data")
-        entries = []
-        for split, scores in results:
-            metrics = "\n".join(
-                f"      - type: {key}\n        value: {100 * scores[key]:.2f}\n        name: {label}"
-                for key, label in _METRICS[:2] if key in scores
-            )
-            entries.append(
-                "  - task:\n      type: relation-extraction\n      name: Document-level relation extraction\n"
-                f"    dataset:\n      type: {card.datasets[0] if card.datasets else 'docred'}\n      name: {dataset}\n"
-                f"      split: {split}\n"
-                f"    metrics:\n{metrics}"
-            )
-        lines.append(f"model-index:\n- name: {card.repo_id.split('/')[-1]}\n  results:\n" + "\n".join(entries))
-    return "\n".join(lines)
+def card_data(card):
+    """The Hub metadata of the card (`huggingface_hub.ModelCardData` with one `EvalResult` per scored metric)."""
+    from huggingface_hub import EvalResult, ModelCardData
+
+    dataset = card.dataset_name or (card.datasets[0] if card.datasets else "DocRED-format data")
+    results = [
+        EvalResult(task_type="relation-extraction", task_name="Document-level relation extraction",
+                   dataset_type=card.datasets[0] if card.datasets else "docred", dataset_name=dataset, dataset_split=split,
+                   metric_type=key, metric_value=round(100 * scores[key], 2), metric_name=label)
+        for split, scores in _results(card) for key, label in _METRICS[:2] if key in scores
+    ]
+    return ModelCardData(
+        language=card.language, license=card.license or None, library_name="transformers", pipeline_tag="text-classification",
+        tags=["document-level-relation-extraction", "relation-extraction", card.method, "hf_docre"],
+        base_model=card.base_model if card.base_model and _is_hub_id(card.base_model) else None,
+        datasets=list(card.datasets) or None, model_name=card.repo_id.split("/")[-1], eval_results=results or None,
+    )
 
 
 def render_model_card(model, card: DocREModelCardData) -> str:
@@ -215,7 +187,7 @@ def render_model_card(model, card: DocREModelCardData) -> str:
     hyper = ", ".join(f"{k} {v}" for k, v in card.hyperparameters.items() if v is not None) or "not recorded"
     template = read_template("model_card.md")
     return template.format(
-        yaml=_yaml(model, card), title=card.repo_id.split("/")[-1], method=name, paper=paper, description=description,
+        yaml=card_data(card).to_yaml(), title=card.repo_id.split("/")[-1], method=name, paper=paper, description=description,
         origin=origin, provenance=provenance,
         base_model_link=(f"[`{card.base_model}`](https://huggingface.co/{card.base_model})" if _is_hub_id(card.base_model)
                          else f"the encoder `{os.path.basename(os.path.normpath(card.base_model))}` "

@@ -172,3 +172,25 @@ def test_the_readme_methods_table_lists_every_registered_method():
     for name, method in METHODS.items():
         row = next(line for line in table.splitlines() if line.startswith(f"| `{name}`"))
         assert method.paper.split(",")[0] in row, (name, method.paper)  # "Zhou et al. 2021", ...
+
+
+def test_the_readme_options_table_lists_every_config_option():
+    import inspect
+    import re
+    from pathlib import Path
+
+    from hf_docre import DocREConfig
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    table = readme.split("### Options (`DocREConfig`", 1)[1].split("\n\n", 2)[1]
+    listed = set(re.findall(r"`([a-z_]+)`", "\n".join(line.split("|")[1] for line in table.splitlines() if line.startswith("|"))))
+    options = set(inspect.signature(DocREConfig.__init__).parameters) - {"self", "kwargs", "encoder", "relations", "relation_names"}
+    assert sorted(options - listed) == []
+    # Options with a fixed set of values are typed Literal[...] and checked from the type.
+    literal = DocREConfig.literal_options()
+    from hf_docre.losses_docre import PAIR_LOSSES
+
+    assert set(literal["loss"]) == set(PAIR_LOSSES)
+    for name in literal:
+        with pytest.raises(ValueError, match=f"`{name}` must be one of"):
+            DocREConfig(**{name: "not-a-value"})

@@ -82,7 +82,7 @@ def test_push_uploads_the_complete_folder_and_keeps_our_readme(model, tmp_path, 
         "tokenizer.json", "tokenizer_config.json",
     }
     readme = (uploaded / "README.md").read_text()
-    assert "org/atlop-tiny" in readme and "value: 30.00" in readme
+    assert "org/atlop-tiny" in readme and "value: 30.0" in readme
     usage = readme.split("## Usage")[1].split("```python")[1].split("```")[0].replace('"org/atlop-tiny"', repr(str(uploaded)))
     # The uploaded folder works in a clean process without hf_docre, as a user of the Hub would load it, and the
     # card's usage code runs as written there.

@@ -190,7 +190,7 @@ def test_card_carries_evaluation_and_test_scores_licence_and_limitations(encoder
     evaluation = json.loads((output_dir / "eval_results.json").read_text())
     predicted = json.loads((output_dir / "predict_results.json").read_text())
     assert "Not evaluated" not in card and "license: apache-2.0" in card and "pipeline_tag: text-classification" in card
-    assert f"value: {100 * evaluation['eval_f1']:.2f}" in card and f"value: {100 * predicted['predict_f1']:.2f}" in card
+    assert f"value: {round(100 * evaluation['eval_f1'], 2)}" in card and f"value: {round(100 * predicted['predict_f1'], 2)}" in card
     assert "split: test" in card and "## Limitations" in card
     # Each split is named by its own file: the training file is never called the test set, and no invented address.
     assert "On test.json:" in card and "train.json (test)" not in card and "github.com/hf-docre" not in card
