@@ -418,12 +418,13 @@ class DocREConfig(PretrainedConfig):
 
     @property
     def decoding(self):
-        """How logits become predictions: `"threshold_class"` (ATL/AFL: a relation beats column 0),
-        `"global_threshold"` (BCE: sigmoid above `global_threshold`) or `"two_step"` (column 0 is step 1's
-        no-relation logit; accepted pairs get step 2's relations above `global_threshold`, at least the best one)."""
-        if self.two_step:
-            return "two_step"
-        return "global_threshold" if self.loss == "bce" else "threshold_class"
+        """How logits become predictions, as the pair head decides (`PairHead.decoding`): `"threshold_class"`
+        (ATL/AFL: a relation beats column 0), `"global_threshold"` (BCE: sigmoid above `global_threshold`) or
+        `"two_step"` (column 0 is step 1's no-relation logit; accepted pairs get step 2's relations above
+        `global_threshold`, at least the best one)."""
+        from .heads_docre import PAIR_HEADS, PairHead
+
+        return PAIR_HEADS.get(self.head_type, PairHead).decoding(self)
 
     @property
     def num_relations(self):

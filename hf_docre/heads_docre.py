@@ -93,6 +93,20 @@ class PairHead(nn.Module):
         """What the head is and how it trains, for model cards."""
         return f"the registered pair head `{config.head_type}`, {config.loss} loss"
 
+    @classmethod
+    def decoding(cls, config) -> str:
+        """How its logits become relations (`decoding_docre.decode_relations`): by default what `config.loss`
+        trains them for."""
+        from .losses_docre import LOSS_DECODING
+
+        return LOSS_DECODING[config.loss]
+
+    def relation_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """[N, R] logits x [N, R] labels -> [N] the relation loss of each pair: `config.loss` by default."""
+        from .losses_docre import relation_loss_fn
+
+        return relation_loss_fn(self.config, self.training)(logits, labels)
+
     def auxiliary_losses(self, pairs: PairInputs, logits: torch.Tensor, labels: torch.Tensor | None) -> dict:
         """Loss terms the head adds to the relation loss, each a scalar already weighted and reduced over this batch
         (`{}` by default). `labels` is [N, R] for the scored pairs, or None without labels."""
@@ -306,6 +320,15 @@ class TwoStepPairHead(BilinearPairHead):
 
     def encoders(self):
         return [self.existence_encoder] if self.existence_encoder is not None else []
+
+    @classmethod
+    def decoding(cls, config):
+        return "two_step"
+
+    def relation_loss(self, logits, labels):
+        from .losses_docre import two_step_loss
+
+        return two_step_loss(logits, labels, self.config.negative_sampling_ratio, sample=self.training)
 
     @classmethod
     def describe(cls, config):

@@ -107,6 +107,10 @@ def binary_loss_with_na(logits: torch.Tensor, labels: torch.Tensor) -> torch.Ten
 PAIR_LOSSES = {"atl": adaptive_thresholding_loss, "bce": binary_relation_loss, "afl": adaptive_focal_loss,
                "bce_na": binary_loss_with_na}
 
+# How the logits trained by each loss are decoded (`decoding_docre.decode_relations`); a head may decode otherwise
+# (`PairHead.decoding`: two-step).
+LOSS_DECODING = {"atl": "threshold_class", "afl": "threshold_class", "bce": "global_threshold", "bce_na": "threshold_class"}
+
 
 def two_step_loss(logits: torch.Tensor, labels: torch.Tensor, negative_sampling_ratio: float = 3.0, sample: bool = True) -> torch.Tensor:
     """Loss of Wang et al.'s two-step model, per pair.
@@ -136,10 +140,8 @@ def two_step_loss(logits: torch.Tensor, labels: torch.Tensor, negative_sampling_
 
 
 def relation_loss_fn(config, training: bool = True) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-    """The per-pair loss `f(logits [N, R], labels [N, R]) -> [N]` a config asks for."""
-    if config.two_step:
-        ratio = config.negative_sampling_ratio
-        return lambda logits, labels: two_step_loss(logits, labels, ratio, sample=training)
+    """The per-pair loss `f(logits [N, R], labels [N, R]) -> [N]` of `config.loss` (`PAIR_LOSSES`); a pair head
+    may train otherwise (`PairHead.relation_loss`: two-step)."""
     if config.loss == "afl":
         gamma = config.focal_gamma
         weight = config.focal_positive_weight
@@ -160,18 +162,21 @@ def distillation_pair_loss(student_logits: torch.Tensor, teacher_logits: torch.T
 
 
 def labelled_pair_loss(
-    config, logits: torch.Tensor, labels: torch.Tensor, training: bool = True, teacher_logits: torch.Tensor | None = None
+    config, logits: torch.Tensor, labels: torch.Tensor, training: bool = True, teacher_logits: torch.Tensor | None = None,
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """The loss of each pair, as the model's forward and any external reduction compute it.
 
     Args:
         logits: [N, R] the scored pairs' logits. labels: [N, R] multi-hot, rows of -100 for unlabelled pairs.
         teacher_logits: [N, R], *optional*: adds the weighted distillation loss (`config.distillation_loss`).
+        loss_fn: the per-pair relation loss (the pair head's `relation_loss`); default `relation_loss_fn(config)`.
     Returns:
         (pair_loss [N] with 0 for unlabelled pairs (distillation still counts), distillation [N] or None)
     """
     labeled = (labels[:, 0] != -100).to(logits.dtype)
-    pair_loss = relation_loss_fn(config, training)(logits, labels.clamp(min=0).to(logits.dtype)) * labeled
+    loss_fn = loss_fn or relation_loss_fn(config, training)
+    pair_loss = loss_fn(logits, labels.clamp(min=0).to(logits.dtype)) * labeled
     distillation = None
     if teacher_logits is not None:
         distillation = config.distillation_weight * distillation_pair_loss(logits, teacher_logits, config.distillation_loss)

@@ -385,7 +385,8 @@ class DocREForRelationExtraction(DocREPreTrainedModel):
             # pairs) it is weighted by this batch's share of the step, as the relation loss is.
             share = 1.0
             if num_items_in_batch is not None:
-                share = pair_mask.sum() / torch.as_tensor(num_items_in_batch, device=pair_mask.device).clamp(min=1)
+                labelled = ((labels[..., 0] != -100) & pair_mask).sum() * labels.shape[-1]  # counted as the Trainer does
+                share = labelled / torch.as_tensor(num_items_in_batch, device=pair_mask.device).clamp(min=1)
             loss = loss + share * sum(head_losses.values())
         head_outputs = {name: scatter(value) for name, value in self.head.outputs(pairs, real_logits).items()}
         evidence_scores = None
@@ -424,7 +425,8 @@ class DocREForRelationExtraction(DocREPreTrainedModel):
         teacher = None if teacher_logits is None else scatter.gather(teacher_logits)
         loss = pair_loss = distillation = None
         if labels is not None:
-            per_pair, per_pair_distillation = labelled_pair_loss(config, real_logits, scatter.gather(labels), self.training, teacher)
+            per_pair, per_pair_distillation = labelled_pair_loss(config, real_logits, scatter.gather(labels), self.training, teacher,
+                                                                 loss_fn=self.head.relation_loss)
             pair_loss = scatter(per_pair)
             loss = reduce_pair_loss(pair_loss, labels.masked_fill(~pair_mask[..., None], -100), num_items_in_batch)
         elif teacher is not None:

@@ -48,11 +48,18 @@ class DocRELoss:
         if scored is not None:
             keep = keep & (scored > 0)
         training = self.model.training if self.model is not None else True
-        per_pair, _ = labelled_pair_loss(self.config, logits[keep], labels[keep], training)
+        head = getattr(self.model, "head", None)
+        per_pair, _ = labelled_pair_loss(self.config, logits[keep], labels[keep], training,
+                                         loss_fn=head.relation_loss if head is not None else None)
         pair_loss = per_pair.new_zeros(keep.shape).index_put(keep.nonzero(as_tuple=True), per_pair)
         if distillation is not None:  # the model computed it from the `teacher_logits` input
             pair_loss = pair_loss + distillation * keep.to(distillation.dtype)
-        return reduce_pair_loss(pair_loss, labels, num_items_in_batch)
+        loss = reduce_pair_loss(pair_loss, labels, num_items_in_batch)
+        head_losses = get("head_losses")
+        if head_losses:  # the pair head's own terms (DREEAM's evidence loss), weighted as the model's forward does
+            share = 1.0 if num_items_in_batch is None else (labels[..., 0] != -100).sum() * labels.shape[-1] / num_items_in_batch
+            loss = loss + share * sum(head_losses.values())
+        return loss
 
 
 def param_groups(model, encoder_lr: float = 5e-5, head_lr: float = 1e-4, weight_decay: float = 0.0) -> list[dict]:

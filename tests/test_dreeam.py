@@ -146,3 +146,20 @@ def test_dreeam_has_no_parameters_beyond_atlop(encoder_dirs, relation_info):
     atlop, dreeam = _model(encoder_dirs, relation_info, "atlop"), _model(encoder_dirs, relation_info)
     assert {k: v.shape for k, v in atlop.state_dict().items()} == {k: v.shape for k, v in dreeam.state_dict().items()}
     assert isinstance(dreeam.head, nn.Module) and dreeam.config.evidence_threshold == 0.2
+
+
+def test_the_trainer_loss_object_adds_the_head_losses(encoder_dirs, relation_info, redocred_documents):
+    from hf_docre.training import DocRELoss
+
+    model = _model(encoder_dirs, relation_info).eval()
+    batch, _ = _batch(model, redocred_documents[:2])
+    with torch.no_grad():
+        output = model(**batch)
+        assert output.head_losses["evidence_loss"] > 0
+        assert torch.allclose(DocRELoss.from_model(model)(output, batch["labels"]), output.loss, atol=1e-6)
+        # Under gradient accumulation (the Trainer's num_items_in_batch: the step's label entries) a batch that is
+        # half of the step adds half of its evidence loss, as it adds half of its share of the relation loss.
+        items = 2 * (batch["labels"] != -100).sum()
+        half = model(**batch, num_items_in_batch=items)
+        relation_half = (output.loss - output.head_losses["evidence_loss"]) / 2
+        assert torch.allclose(half.loss, relation_half + output.head_losses["evidence_loss"] / 2, atol=1e-5)
