@@ -378,3 +378,30 @@ def test_metric_names_bad_references_and_training_documents(redocred_documents):
             del mention["name"]
     with pytest.raises(ValueError, match=r"training document .* field vertexSet\[\d+\]\[0\].name"):
         score_docred([], [redocred_documents[0]], [train])
+
+
+def test_run_docre_predictions_are_kept_when_a_run_stops(saved, redocred_documents, tmp_path, monkeypatch):
+    """--do_predict appends each chunk's relations to predictions.partial.jsonl as it goes."""
+    sys.path.insert(0, str(SCRIPT.parent))
+    import run_docre
+    from transformers import Trainer
+
+    test_file = tmp_path / "test.json"
+    test_file.write_text(json.dumps(redocred_documents[:3]))
+    output_dir = tmp_path / "predict"
+    original, calls = Trainer.predict, []
+
+    def stopped(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Trainer, "predict", stopped)
+    monkeypatch.setattr(sys, "argv", ["run_docre.py", "--model_name_or_path", str(saved), "--test_file", str(test_file),
+                                      "--do_predict", "--output_dir", str(output_dir), "--predict_chunk_documents", "1",
+                                      "--use_cpu", "--report_to", "none", "--cache_dir", str(tmp_path / "cache")])
+    with pytest.raises(KeyboardInterrupt):
+        run_docre.main()
+    lines = [json.loads(line) for line in (output_dir / "predictions.partial.jsonl").read_text().splitlines()]
+    assert lines and {line["title"] for line in lines} == {redocred_documents[0]["title"]}
