@@ -167,6 +167,9 @@ class DocREConfig(PretrainedConfig):
             al. 2023): a sentence is evidence of a pair's relations when the share of the pair's context weights on
             its tokens exceeds this (DREEAM: 0.2). None: no evidence. Needs `use_context_pooling`.
         evidence_weight (`float`): DREEAM's lambda, the weight of the evidence loss (`pair_head="dreeam"`; 0.1).
+        teacher_evidence_weight (`float`): DREEAM's self-training: the weight of the loss to a teacher's token
+            distributions (`teacher_evidence`, stored by `distillation.write_teacher_logits`) on documents without
+            gold evidence (the released code's `attn_lambda`, 1.0).
         distant_pairs (`str`): what to do in a long document with a pair whose entities share no encoder window
             (no window holds a mention of each; documents that fit one window have no such pair, so the head never
             saw one in training): `"no_relation"` (default) does not score them: they decode as NA and take no
@@ -235,6 +238,7 @@ class DocREConfig(PretrainedConfig):
         word_tokenization: WordTokenization = "in_context",
         evidence_threshold: float | None = _UNSET,
         evidence_weight: float = _UNSET,
+        teacher_evidence_weight: float = 1.0,
         **kwargs,
     ):
         if kwargs.get("custom_pipelines") and _pipeline_installed(kwargs["custom_pipelines"]):
@@ -330,6 +334,7 @@ class DocREConfig(PretrainedConfig):
         self.word_tokenization = word_tokenization
         self.evidence_threshold = evidence_threshold
         self.evidence_weight = evidence_weight
+        self.teacher_evidence_weight = teacher_evidence_weight
         self._validate()
         super().__init__(**kwargs)
         if self.id2label is None or 0 not in self.id2label:
@@ -342,7 +347,7 @@ class DocREConfig(PretrainedConfig):
                     "max_marked_entities", "pretraining_relation_size", "axial_layers", "axial_heads", "axial_table_size")
     _OPTIONAL_INT_OPTIONS = ("window_size", "window_stride", "pair_hidden_size", "max_pooled_mentions")
     _FLOAT_OPTIONS = ("global_threshold", "classifier_dropout", "negative_sampling_ratio", "focal_gamma", "distillation_weight",
-                      "evidence_weight")
+                      "evidence_weight", "teacher_evidence_weight")
     _BOOL_OPTIONS = ("use_context_pooling", "two_step", "two_step_shared_encoder", "axial_attention")
     _POSITIVE_OPTIONS = ("emb_size", "block_size", "axial_layers", "axial_heads", "window_size", "window_stride",
                          "pair_hidden_size", "max_pooled_mentions", "pretraining_relation_size")

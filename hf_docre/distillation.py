@@ -52,7 +52,7 @@ def features_fingerprint(features):
 
 
 def write_teacher_logits(teacher, features, output_dir, batch_size=8, shard_size=512, dtype="float16", progress=True,
-                         overwrite=False):
+                         overwrite=False, with_evidence=None):
     """Store a teacher's logits for every pair of `features`, with the features, as parquet shards.
 
     Args:
@@ -64,6 +64,8 @@ def write_teacher_logits(teacher, features, output_dir, batch_size=8, shard_size
             error, unless `overwrite=True`, which deletes its shards and writes them anew.
         shard_size: documents per shard, the unit of resumption.
         dtype: `"float16"` (half the disk) or `"float32"`.
+        with_evidence: also store `teacher_evidence`, each pair's localized-context weights over the tokens ([P * L]
+            per document; DREEAM's self-training). Default: when the teacher's head learns from evidence.
     Returns:
         `load_teacher_logits(output_dir)`.
     """
@@ -79,6 +81,7 @@ def write_teacher_logits(teacher, features, output_dir, batch_size=8, shard_size
         "shard_size": shard_size,
         "num_shards": num_shards,
         "dtype": dtype,
+        "with_evidence": bool(getattr(teacher.head, "needs_context_weights", False)) if with_evidence is None else bool(with_evidence),
         "teacher_fingerprint": teacher_fingerprint(teacher),
         "features_fingerprint": features_fingerprint(features),
     }
@@ -87,6 +90,7 @@ def write_teacher_logits(teacher, features, output_dir, batch_size=8, shard_size
     if os.path.exists(manifest_path):
         with open(manifest_path) as f:
             existing = json.load(f)
+        existing.setdefault("with_evidence", False)  # manifests written before DREEAM's self-training
         if existing != manifest:
             differences = sorted(key for key in manifest if existing.get(key) != manifest[key])
             if not overwrite:
@@ -103,6 +107,8 @@ def write_teacher_logits(teacher, features, output_dir, batch_size=8, shard_size
             json.dump(manifest, f, indent=2)
 
     collator = DocREDataCollator(teacher.tokenizer.pad_token_id if teacher.tokenizer is not None else 0, teacher.config.num_relations)
+    # A teacher whose head learns from evidence (DREEAM) also stores its context weights, for the student's self-training.
+    evidence = bool(getattr(teacher.head, "needs_context_weights", False)) if with_evidence is None else bool(with_evidence)
     device = next(teacher.parameters()).device
     was_training = teacher.training
     teacher.eval()
@@ -120,14 +126,21 @@ def write_teacher_logits(teacher, features, output_dir, batch_size=8, shard_size
                 stored = []
                 for first in range(0, len(rows), batch_size):
                     chunk = rows[first : first + batch_size]
-                    batch = collator([{k: v for k, v in row.items() if k not in ("labels", "teacher_logits")} for row in chunk])
+                    batch = collator([{k: v for k, v in row.items()
+                                       if k not in ("labels", "teacher_logits", "teacher_evidence", "evidence_labels")} for row in chunk])
                     batch = {k: v.to(device) for k, v in batch.items()}
                     with torch.inference_mode():
-                        logits = teacher(**batch).logits.float().cpu().numpy()
+                        output = teacher(**batch, output_context_weights=evidence)
+                        logits = output.logits.float().cpu().numpy()
+                        weights = output.context_weights.float().cpu().numpy() if evidence else None
                     for b, row in enumerate(chunk):
-                        stored.append(logits[b, : num_feature_pairs(row)].astype(dtype).reshape(-1))
+                        pairs = num_feature_pairs(row)
+                        item = {"teacher_logits": logits[b, :pairs].astype(dtype).reshape(-1)}
+                        if evidence:  # DREEAM's self-training: the pairs' context weights over the document's tokens
+                            item["teacher_evidence"] = weights[b, :pairs, : len(row["input_ids"])].astype(dtype).reshape(-1)
+                        stored.append(item)
                 for row, values in zip(rows, stored):
-                    row["teacher_logits"] = values
+                    row.update(values)
                 keys = list(dict.fromkeys(key for row in rows for key in row))
                 rows = [{key: row.get(key) for key in keys} for row in rows]
                 schema = _schema(keys, dtype, Features, List, Value)
@@ -152,6 +165,9 @@ def _schema(keys, dtype, Features, List, Value):
         "pair_index": List(List(Value("int32"))),
         "labels": List(List(Value("int32"))),
         "teacher_logits": List(Value(dtype)),
+        "teacher_evidence": List(Value(dtype)),
+        "token_sentence": List(Value("int32")),
+        "evidence_labels": List(List(Value("int32"))),
     }
     unknown = [key for key in keys if key not in columns]
     if unknown:

@@ -225,6 +225,14 @@ def evidence_distribution_loss(sentence_shares: torch.Tensor, evidence_counts: t
     return torch.where(target > 0, target * (log_target - log_shares), torch.zeros_like(target)).sum(-1)
 
 
+def token_distribution_loss(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    """KL(teacher || student) of two distributions over tokens, per pair ([N, L] x [N, L] -> [N]); zeros count as
+    1e-30, as in the released DREEAM code."""
+    teacher = teacher.to(student.dtype)
+    log_teacher = torch.log(teacher.clamp(min=1e-30))
+    return torch.where(teacher > 0, teacher * (log_teacher - torch.log(student.clamp(min=1e-30))), torch.zeros_like(teacher)).sum(-1)
+
+
 class EvidenceGuidedPairHead(GroupBilinearPairHead):
     """DREEAM (Ma, Wang and Okazaki 2023): ATLOP's head, with its localized-context attention supervised by the
     evidence sentences. The evidence loss (`evidence_distribution_loss`, weight `evidence_weight`, the paper's
@@ -233,7 +241,7 @@ class EvidenceGuidedPairHead(GroupBilinearPairHead):
     `evidence_scores`). No parameters beyond ATLOP's."""
 
     needs_context_weights = True
-    extra_inputs = ("token_sentence", "evidence_labels")
+    extra_inputs = ("token_sentence", "evidence_labels", "teacher_evidence")
 
     @classmethod
     def describe(cls, config):
@@ -243,6 +251,14 @@ class EvidenceGuidedPairHead(GroupBilinearPairHead):
     def auxiliary_losses(self, pairs, logits, labels):
         extra = pairs.extra or {}
         gold, token_sentence = extra.get("evidence_labels"), extra.get("token_sentence")
+        teacher = extra.get("teacher_evidence")
+        if teacher is not None:
+            # Self-training (the released code's attn_loss, which then ignores any gold evidence): on distant or
+            # unlabelled documents the teacher's localized-context weights over the tokens supervise the student's, KL(teacher ||
+            # student) averaged over the scored pairs, weight `teacher_evidence_weight`.
+            target = teacher[pairs.pair_batch, pairs.pair_slot][:, : pairs.context_weights.shape[-1]]
+            per_pair = token_distribution_loss(pairs.context_weights, target)
+            return {"teacher_evidence_loss": self.config.teacher_evidence_weight * per_pair.mean()} if len(per_pair) else {}
         if labels is None or gold is None or token_sentence is None:
             return {}
         from .modeling_docre import sentence_shares

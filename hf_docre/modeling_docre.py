@@ -314,6 +314,7 @@ class DocREForRelationExtraction(DocREPreTrainedModel):
         teacher_logits: torch.Tensor | None = None,
         token_sentence: torch.LongTensor | None = None,
         evidence_labels: torch.Tensor | None = None,
+        teacher_evidence: torch.Tensor | None = None,
         output_context_weights: bool = False,
         output_entity_embeddings: bool = False,
         num_items_in_batch: int | torch.Tensor | None = None,
@@ -336,6 +337,8 @@ class DocREForRelationExtraction(DocREPreTrainedModel):
                 special tokens and padding); with `config.evidence_threshold` set, the output has `evidence_scores`.
             evidence_labels (`torch.FloatTensor` of shape `[B, P, S]`, *optional*): for each pair, how many of its
                 relations name each sentence as evidence (heads that learn from evidence read it: DREEAM).
+            teacher_evidence (`torch.FloatTensor` of shape `[B, P, L]`, *optional*): a teacher's localized-context
+                weights of each pair over the tokens (DREEAM's self-training on documents without gold evidence).
             output_context_weights (`bool`): also return the LOP weights [B, P, L].
             output_entity_embeddings (`bool`): also return the pooled entity embeddings [B, E, D].
             num_items_in_batch (*optional*): given by the Trainer: label entries over the whole optimiser step; the
@@ -358,7 +361,8 @@ class DocREForRelationExtraction(DocREPreTrainedModel):
                          and getattr(self.config, "evidence_threshold", None) is not None)
         context, pair_weights = self._pair_context(encoded, pair_index, pair_mask, pair_batch, pair_slot, heads, tails,
                                                    output_context_weights or want_evidence or self.head.needs_context_weights)
-        given = {"token_sentence": token_sentence, "evidence_labels": evidence_labels, "teacher_logits": teacher_logits,
+        given = {"token_sentence": token_sentence, "evidence_labels": evidence_labels, "teacher_evidence": teacher_evidence,
+                 "teacher_logits": teacher_logits,
                  "labels": labels, "mention_end": mention_end, **kwargs}
         extra = {name: given[name] for name in self.head.extra_inputs if given.get(name) is not None}
 

@@ -682,6 +682,14 @@ class DocREDataCollator:
                     if len(entries):
                         evidence[b].index_put_((entries[:, 0], entries[:, 1]), torch.ones(len(entries)), accumulate=True)
                 batch["evidence_labels"] = evidence
+        if all(f.get("teacher_evidence") is not None for f in features):
+            # A teacher's context weights over the tokens, stored flat ([P * L] per document, hf_docre.distillation).
+            teacher_evidence = torch.zeros(batch_size, num_pairs, length)
+            for b, feature in enumerate(features):
+                tokens = len(feature["input_ids"])
+                values = torch.as_tensor(np.asarray(feature["teacher_evidence"], dtype=np.float32)).view(-1, tokens)
+                teacher_evidence[b, : len(values), :tokens] = values
+            batch["teacher_evidence"] = teacher_evidence
         if all(f.get("teacher_logits") is not None for f in features):
             # A teacher's logits, stored flat ([P * R] per document, see hf_docre.distillation).
             teacher = torch.zeros(batch_size, num_pairs, self.num_relations)

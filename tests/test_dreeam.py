@@ -163,3 +163,40 @@ def test_the_trainer_loss_object_adds_the_head_losses(encoder_dirs, relation_inf
         half = model(**batch, num_items_in_batch=items)
         relation_half = (output.loss - output.head_losses["evidence_loss"]) / 2
         assert torch.allclose(half.loss, relation_half + output.head_losses["evidence_loss"] / 2, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_self_training_from_a_teachers_stored_evidence(encoder_dirs, relation_info, redocred_documents, tmp_path):
+    """DREEAM's self-training through the same stored-teacher flow as KD-DocRE's distillation."""
+    from hf_docre.distillation import write_teacher_logits
+    from hf_docre.heads_docre import token_distribution_loss
+
+    teacher = _model(encoder_dirs, relation_info).eval()
+    documents = redocred_documents[50:53]
+    features = DocREFeaturizer.from_model(teacher).featurize(documents)
+    stored = write_teacher_logits(teacher, features, str(tmp_path / "teacher"), batch_size=2, progress=False)
+    row = stored[0]
+    pairs = len(row["mention_index"]) * (len(row["mention_index"]) - 1)
+    assert len(row["teacher_evidence"]) == pairs * len(row["input_ids"])
+    # The stored weights are the teacher's own (float16).
+    batch = DocREDataCollator.from_model(teacher)([features[0]])
+    with torch.no_grad():
+        weights = teacher(**batch, output_context_weights=True).context_weights[0, :pairs]
+    assert torch.allclose(torch.tensor(row["teacher_evidence"]).view(pairs, -1), weights, atol=1e-3)
+
+    student = _model(encoder_dirs, relation_info)
+    student.eval()
+    batch = DocREDataCollator.from_model(student)([dict(stored[i]) for i in range(len(stored))])
+    assert batch["teacher_evidence"].shape == (*batch["pair_index"].shape[:2], batch["input_ids"].shape[1])
+    output = student(**batch, output_context_weights=True)
+    assert set(output.head_losses) == {"teacher_evidence_loss"}
+    # A loop over the scored pairs: KL(teacher || student) over the tokens, mean over pairs.
+    total, count = 0.0, 0
+    for b in range(batch["input_ids"].shape[0]):
+        for p in range(batch["pair_index"].shape[1]):
+            if batch["pair_index"][b, p, 0] >= 0 and output.scored_pairs[b, p]:
+                total += token_distribution_loss(output.context_weights[b, p][None], batch["teacher_evidence"][b, p][None]).item()
+                count += 1
+    assert output.head_losses["teacher_evidence_loss"].item() == pytest.approx(total / count, rel=1e-4)
+    output.loss.backward()
+    assert student.head.head_extractor.weight.grad.abs().sum() > 0
