@@ -362,7 +362,9 @@ def main():
         optimizer_cls_and_kwargs=optimizer_cls_and_kwargs(model, training_args.learning_rate, model_args.head_learning_rate,
                                                           training_args.weight_decay, eps=training_args.adam_epsilon),
         compute_metrics=DocREMetrics(model, features[eval_split], documents[eval_split], train_documents) if eval_split in features else None,
-        preprocess_logits_for_metrics=DocREMetrics.preprocess_logits(model),
+        # Evidence (DREEAM) is padded to the most sentences any document has, so the Trainer can concatenate batches.
+        preprocess_logits_for_metrics=DocREMetrics.preprocess_logits(model, max_sentences=max(
+            (len(f.get("token_sentence") or ()) - 1 for split in features.values() for f in split), default=0)),
         callbacks=[DocREModelCardCallback(card)],
     )
 

@@ -128,8 +128,10 @@ class DocREMetrics:
         self.score_kwargs = score_kwargs
 
     @staticmethod
-    def preprocess_logits(model):
-        """For `Trainer(preprocess_logits_for_metrics=...)`: decode in the evaluation loop, keep int8 0/1."""
+    def preprocess_logits(model, max_sentences: int | None = None):
+        """For `Trainer(preprocess_logits_for_metrics=...)`: decode in the evaluation loop, keep int8 0/1. A model that
+        retrieves evidence (DREEAM) also gives [B, P, S] 0/1 evidence, padded to `max_sentences` sentences (the most
+        any evaluated document has: the Trainer concatenates batches and pads only the pair dimension)."""
         config = model.config
 
         def decode(logits, labels):
@@ -142,7 +144,12 @@ class DocREMetrics:
             threshold = getattr(config, "evidence_threshold", None)
             if evidence is None or threshold is None:
                 return decoded
-            return decoded, (evidence > threshold).to(torch.int8)  # DREEAM: each pair's evidence sentences
+            evidence = (evidence > threshold).to(torch.int8)  # DREEAM: each pair's evidence sentences
+            width = max_sentences or 0
+            if evidence.shape[-1] > width:
+                raise ValueError(f"DocREMetrics.preprocess_logits: a document has {evidence.shape[-1]} sentences; pass "
+                                 f"max_sentences >= that (got {max_sentences})")
+            return decoded, torch.nn.functional.pad(evidence, (0, width - evidence.shape[-1]))
 
         return decode
 

@@ -268,6 +268,7 @@ def test_head_options(encoder_dirs, relations, redocred_documents, options):
     assert (predicted[..., 1:].sum(-1) <= model.config.max_relations_per_pair).all()
 
 
+@pytest.mark.slow
 def test_save_load_and_remote_code_give_identical_logits(model, redocred_documents, tmp_path):
     batch, _ = batch_of(model, [redocred_documents[20], short_document(redocred_documents[21])])
     threads = torch.get_num_threads()

@@ -131,6 +131,7 @@ def _run(args, env=None, timeout=600):
                           env={**os.environ, **(env or {})})
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("change, message", [
     (lambda a: [x for x in a if x not in ("--do_train", "--do_eval", "--do_predict")], "Nothing to do"),
     (lambda a: _drop(a, "--validation_holdout", 1), "--do_eval needs --validation_file"),
