@@ -150,18 +150,22 @@ def test_html_into_a_folder_that_is_a_file_fails_before_any_document_runs(model,
     assert not calls
 
 
-def test_an_interrupted_pipeline_still_writes_the_page_of_the_documents_done(extractor, redocred_documents, tmp_path, monkeypatch):
-    page = tmp_path / "page.html"
-    original = type(extractor).run_preprocessed
+def _stopped_on_second_call(method):
+    """`method`, interrupted (KeyboardInterrupt, as Ctrl-C) on its second call: a run stopped half-way."""
     calls = []
 
-    def interrupted(self, chunk, forward_params, postprocess_params):
+    def stopped(self, *args, **kwargs):
         calls.append(1)
         if len(calls) == 2:
             raise KeyboardInterrupt
-        return original(self, chunk, forward_params, postprocess_params)
+        return method(self, *args, **kwargs)
 
-    monkeypatch.setattr(type(extractor), "run_preprocessed", interrupted)
+    return stopped
+
+
+def test_an_interrupted_pipeline_still_writes_the_page_of_the_documents_done(extractor, redocred_documents, tmp_path, monkeypatch):
+    page = tmp_path / "page.html"
+    monkeypatch.setattr(type(extractor), "run_preprocessed", _stopped_on_second_call(type(extractor).run_preprocessed))
     with pytest.raises(KeyboardInterrupt):
         extractor(redocred_documents[:4], html=str(page), batch_size=2)
     text = page.read_text()
@@ -209,16 +213,8 @@ def test_predict_writes_jsonl_as_it_goes(saved, redocred_documents, tmp_path, mo
 
     source = _jsonl(tmp_path, redocred_documents[:4])
     output = tmp_path / "out.jsonl"
-    original = DocumentRelationExtractionPipeline.run_preprocessed
-    calls = []
-
-    def interrupted(self, chunk, forward_params, postprocess_params):
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return original(self, chunk, forward_params, postprocess_params)
-
-    monkeypatch.setattr(DocumentRelationExtractionPipeline, "run_preprocessed", interrupted)
+    monkeypatch.setattr(DocumentRelationExtractionPipeline, "run_preprocessed",
+                        _stopped_on_second_call(DocumentRelationExtractionPipeline.run_preprocessed))
     with pytest.raises(KeyboardInterrupt):
         _cli(["predict", "--model", str(saved), "--input", str(source), "--output", str(output), "--batch_size", "2", "--quiet"])
     lines = [json.loads(line) for line in output.read_text().splitlines()]
@@ -389,15 +385,7 @@ def test_run_docre_predictions_are_kept_when_a_run_stops(saved, redocred_documen
     test_file = tmp_path / "test.json"
     test_file.write_text(json.dumps(redocred_documents[:3]))
     output_dir = tmp_path / "predict"
-    original, calls = Trainer.predict, []
-
-    def stopped(self, *args, **kwargs):
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return original(self, *args, **kwargs)
-
-    monkeypatch.setattr(Trainer, "predict", stopped)
+    monkeypatch.setattr(Trainer, "predict", _stopped_on_second_call(Trainer.predict))
     monkeypatch.setattr(sys, "argv", ["run_docre.py", "--model_name_or_path", str(saved), "--test_file", str(test_file),
                                       "--do_predict", "--output_dir", str(output_dir), "--predict_chunk_documents", "1",
                                       "--use_cpu", "--report_to", "none", "--cache_dir", str(tmp_path / "cache")])
