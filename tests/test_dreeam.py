@@ -203,3 +203,46 @@ def test_self_training_from_a_teachers_stored_evidence(encoder_dirs, relation_in
     assert output.head_losses["teacher_evidence_loss"].item() == pytest.approx(total / count, rel=1e-4)
     output.loss.backward()
     assert student.head.head_extractor.weight.grad.abs().sum() > 0
+
+
+def test_pseudo_documents_keep_the_evidence_sentences_and_their_mentions(redocred_documents):
+    from hf_docre.fusion import pseudo_document
+
+    document = redocred_documents[0]
+    made, entity_map = pseudo_document(document, [1, 3])
+    assert made["sents"] == [document["sents"][1], document["sents"][3]]
+    for new, old in enumerate(entity_map):
+        for mention in made["vertexSet"][new]:
+            original = next(m for m in document["vertexSet"][old] if m["pos"] == mention["pos"] and [1, 3][mention["sent_id"]] == m["sent_id"])
+            words = made["sents"][mention["sent_id"]][mention["pos"][0] : mention["pos"][1]]
+            assert words == document["sents"][original["sent_id"]][original["pos"][0] : original["pos"][1]]
+    assert all(any(m["sent_id"] in (1, 3) for m in document["vertexSet"][old]) for old in entity_map)
+
+
+def test_relative_scores_are_the_released_codes():
+    from hf_docre.fusion import _top_relations
+
+    logits = torch.tensor([[0.0, 2.0, -1.0, 3.0, 1.0], [5.0, 4.0, 3.0, 2.0, 1.0], [-3.0, 1.0, 2.0, 3.0, 4.0]])
+    found = _top_relations(logits, 3)
+    assert found[0] == {3: 3.0, 1: 2.0, 4: 1.0}  # TH (0) not in the top 3: relative to the 3rd logit minus 1 = 0
+    assert found[1] == {1: -1.0, 2: -2.0}  # TH in the top 3: relative to it
+    assert found[2] == {4: 3.0, 3: 2.0, 2: 1.0}
+
+
+@pytest.mark.slow
+def test_evidence_fusion_runs_tunes_and_keeps_agreeing_relations(encoder_dirs, relation_info, redocred_documents):
+    from conftest import short_document
+
+    from hf_docre.fusion import evidence_fusion
+    from hf_docre.metrics import score_docred
+
+    model = _model(encoder_dirs, relation_info, evidence_threshold=0.05).eval()
+    documents = [short_document(d, 4) for d in redocred_documents[60:64]]
+    agreeing, threshold = evidence_fusion(model, documents, threshold=float("inf"))
+    assert threshold == float("inf") and any(agreeing)  # relations both readings found, whatever the threshold
+    tuned, threshold = evidence_fusion(model, documents, tune=True)
+    assert threshold < float("inf")
+    assert all(set(map(tuple, map(dict.items, a))) <= set(map(tuple, map(dict.items, t))) for a, t in zip(agreeing, tuned))
+    assert score_docred(tuned, documents)["f1"] >= 0
+    with pytest.raises(ValueError, match="needs a model that retrieves evidence"):
+        evidence_fusion(_model(encoder_dirs, relation_info, method="atlop"), documents, threshold=0.0)
