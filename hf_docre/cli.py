@@ -54,7 +54,7 @@ def read_documents(path):
                 try:
                     document = json.loads(line)
                 except json.JSONDecodeError as error:
-                    yield source, InputFileError(f"{source}: not valid JSON ({error.msg} at column {error.colno})")
+                    yield source, InputFileError(f"{source}: not valid JSON (column {error.colno}: {error.msg})")
                     continue
                 yield source, _checked(document, source)
     elif extension == ".json":
@@ -62,7 +62,7 @@ def read_documents(path):
             try:
                 data = json.load(handle)
             except json.JSONDecodeError as error:
-                raise InputFileError(f"{path}: not valid JSON ({error.msg} at line {error.lineno}, column {error.colno})") from None
+                raise InputFileError(f"{path}: not valid JSON (line {error.lineno}, column {error.colno}: {error.msg})") from None
         for number, document in enumerate(data if isinstance(data, list) else [data], 1):
             source = f"{path}:#{number}"
             yield source, _checked(document, source)

@@ -393,3 +393,15 @@ def test_run_docre_predictions_are_kept_when_a_run_stops(saved, redocred_documen
         run_docre.main()
     lines = [json.loads(line) for line in (output_dir / "predictions.partial.jsonl").read_text().splitlines()]
     assert lines and {line["title"] for line in lines} == {redocred_documents[0]["title"]}
+
+
+@pytest.mark.parametrize("name, content, where", [
+    ("broken.jsonl", '{"text": "Ada Lovelace', "column 10: Unterminated string starting at)"),
+    ("broken.json", '[{"title": "Ada Lovelace', "line 1, column 12: Unterminated string starting at)"),
+])
+def test_predict_names_where_the_json_breaks_in_plain_words(saved, tmp_path, capsys, name, content, where):
+    source = tmp_path / name
+    source.write_text(content)
+    assert _cli(["predict", "--model", str(saved), "--input", str(source), "--output", str(tmp_path / "o.jsonl"), "--quiet"]) == 2
+    error = capsys.readouterr().err
+    assert where in error and "at at" not in error, error
