@@ -62,8 +62,11 @@ _DATE = re.compile(
     rf"|(?:1[0-9]|20)\d0s|(?:1[0-9]|20)\d\d(?:\s*[-\u2013]\s*\d{{2,4}})?)\b"
 )
 _NUMBER = re.compile(r"(?<![\w.])(?:[$\u20ac\u00a3]\s?)?\d+(?:[.,]\d+)*(?:\s?%|\s(?:million|billion|thousand|percent))?(?![\w])")
+# Space between the words of one name: never a blank line (a paragraph break), at most one line break.
+_NAME_SPACE = r"(?:[^\S\n]+|[^\S\n]*\n[^\S\n]*(?!\s*\n))"
+# Capitalised words, joined over "of", "the", "de", ... ("and" separates: "MIT and Yale" are two names).
 _CAPITALISED = re.compile(
-    r"\b(?:[A-Z][\w'\u2019.-]*|[A-Z]\.)(?:\s+(?:(?:of|the|de|la|von|van|du|del|and|for)\s+)?(?:[A-Z][\w'\u2019.-]*|[A-Z]\.))*"
+    rf"\b(?:[A-Z][\w'\u2019.-]*|[A-Z]\.)(?:{_NAME_SPACE}(?:(?:of|the|de|la|von|van|du|del|for){_NAME_SPACE})?(?:[A-Z][\w'\u2019.-]*|[A-Z]\.))*"
 )
 _ORG_CUES = {"inc", "corp", "ltd", "co", "company", "corporation", "university", "college",
              "school", "party", "bank", "club", "fc", "association", "institute", "records", "band", "army", "council",
@@ -75,8 +78,20 @@ _FUNCTION_WORDS = {"the", "a", "an", "he", "she", "it", "they", "we", "i", "you"
                    "there", "his", "her", "its", "their", "in", "on", "at", "after", "before", "during", "when", "while",
                    "however", "but", "and", "as", "since", "although", "from", "by", "for", "with", "of", "to", "is",
                    "was", "were", "are", "be", "been", "who", "which", "what", "where", "also", "some", "many", "one",
-                   "both", "other", "such", "if", "or", "not", "no", "so", "all", "each", "most", "more"} | {
+                   "both", "other", "such", "if", "or", "not", "no", "so", "all", "each", "most", "more",
+                   # words that open sentences but are not names
+                   "nor", "yet", "then", "later", "under", "over", "into", "upon", "about", "above", "across", "against",
+                   "along", "among", "around", "behind", "below", "beside", "besides", "between", "beyond", "despite",
+                   "though", "because", "through", "throughout", "until", "unlike", "within", "without", "toward",
+                   "towards", "here", "now", "today", "meanwhile", "moreover", "furthermore", "thus", "therefore",
+                   "instead", "still", "only", "even", "perhaps", "again", "once", "born", "died", "married", "educated",
+                   "known", "called", "named", "based", "founded", "located", "worse", "better", "best",
+                   "another", "every", "any", "my", "our", "your", "me", "him", "them", "us", "do", "does", "did",
+                   "has", "have", "had", "can", "could", "would", "should", "will", "may", "might", "must", "let",
+                   "i'd", "i'm", "i've", "i'll"} | {
     m.rstrip(".").lower() for m in _MONTHS.replace("\\", "").split("|")}
+# Pronouns that are capitalised anywhere ("Rich Draves and I", "Providence I"): never part of a name.
+_PRONOUNS = {"i", "i'd", "i'm", "i've", "i'll", "i\u2019d", "i\u2019m", "i\u2019ve", "i\u2019ll"}
 
 
 class RuleBasedRecognizer:
@@ -86,8 +101,9 @@ class RuleBasedRecognizer:
     - TIME: dates with a month name ("4 July 1776", "July 4, 1776", "March 2001"), years ("1998", "1990s",
       "1914-18").
     - NUM: numbers, amounts and percentages ("6.9 billion", "$ 40", "12 %").
-    - Capitalised word sequences (joined over "of", "the", "de", ...; a sentence's first word only when it is not a
-      function word): ORG / LOC / PER when a cue word says so ("Inc.", "University"; "River", "County"; "Dr.",
+    - Capitalised word sequences (joined over "of", "the", "de", ..., never over "and", a blank line or a pronoun
+      "I"; a sentence's first word only when it is not a function word or a common sentence opener such as "Born",
+      "Nor", "Under"): ORG / LOC / PER when a cue word says so ("Inc.", "University"; "River", "County"; "Dr.",
       "President"), else MISC. Returned labels are DocRED's types.
     """
 
@@ -124,6 +140,10 @@ class RuleBasedRecognizer:
         """One run of capitalised words (char start, end, text): function words opening it dropped, labelled by cue."""
         while words and words[0][2].lower().rstrip(".") in _FUNCTION_WORDS:  # "The", "In", "After" opening a sentence
             words = words[1:]
+        while words and words[-1][2].lower().rstrip(".,") in _PRONOUNS:  # "Providence I"
+            words = words[:-1]
+        if len(words) == 1 and words[0][2].lower().rstrip(".,") in _PRONOUNS:
+            return
         if not words:
             return
         folded = {w.lower().rstrip(".,") for _, _, w in words}

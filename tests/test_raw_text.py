@@ -333,3 +333,17 @@ def test_console_script_is_installed(model_dir, tmp_path):
                            "--recognizer", "rules"], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert "1 document(s)" in done.stderr and json.loads((tmp_path / "o.jsonl").read_text())["source"].endswith("a.txt")
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("Born in London, she met Mary Somerville and Augustus De Morgan.", ["London", "Mary Somerville", "Augustus De Morgan"]),
+    ("Nor did MIT and Yale agree. Under the rules, Rich Draves and I wrote it.", ["MIT", "Yale", "Rich Draves"]),
+    ("Soy\n\nThe market rose. REUTERS\n\nRwanda said so.", ["Soy", "REUTERS", "Rwanda"]),
+    ("I'd go to Providence I think.", ["Providence"]),
+    ("Charles\nBabbage lectured.", ["Charles\nBabbage"]),  # a wrapped line is not a paragraph break
+])
+def test_rules_recognizer_on_news_text(text, expected):
+    """No span crosses a blank line; sentence openers and pronouns are not entities; "A and B" are two mentions."""
+    from hf_docre.entities_docre import RuleBasedRecognizer
+
+    assert [text[s["start"] : s["end"]] for s in RuleBasedRecognizer()(text) if s["label"] not in ("TIME", "NUM")] == expected
