@@ -96,6 +96,16 @@ def plan_windows(lengths: Sequence[int], window_size: int, stride: int, prefix: 
     return windows
 
 
+def _average_over_windows(hidden, target, keep, batch_size, length):
+    """Window hidden states [N, W, D] -> document hidden states [B, L, D], each token the mean over the windows that
+    keep it. `target` [N * W]: the flat position `doc * (L + 1) + token` of each window position (`L` for dropped
+    ones); `keep` [N, W] bool."""
+    hidden_size = hidden.shape[-1]
+    summed = hidden.new_zeros(batch_size * (length + 1), hidden_size).index_add(0, target, hidden.reshape(-1, hidden_size))
+    counts = hidden.new_zeros(batch_size * (length + 1)).index_add(0, target, keep.to(hidden.dtype).reshape(-1))
+    return (summed / counts.clamp(min=1)[:, None]).view(batch_size, length + 1, hidden_size)[:, :length]
+
+
 class DocumentEncoderMixin:
     """Encoding of documents of any length, entity pooling and localized context pooling (see the module doc)."""
 
@@ -264,11 +274,7 @@ class DocumentEncoderMixin:
             rows = window_position.gather(1, slot_mention).masked_fill(~slot_valid, 0)
         hidden, row_attention = self._encode_bucketed(window_ids, window_lengths, rows, encoder)
 
-        hidden_size = hidden.shape[-1]
-        flat_target = target.reshape(-1)
-        summed = hidden.new_zeros(batch_size * (length + 1), hidden_size).index_add(0, flat_target, hidden.reshape(-1, hidden_size))
-        counts = hidden.new_zeros(batch_size * (length + 1)).index_add(0, flat_target, keep.to(hidden.dtype).reshape(-1))
-        sequence_output = (summed / counts.clamp(min=1)[:, None]).view(batch_size, length + 1, hidden_size)[:, :length]
+        sequence_output = _average_over_windows(hidden, target.reshape(-1), keep, batch_size, length)
         if not need_attention:
             return EncodedDocuments(sequence_output, None, shared_window)
 
@@ -336,11 +342,7 @@ class DocumentEncoderMixin:
 
         # Hidden states: sum over windows into the document, divided by how many windows kept each token.
         target = torch.where(keep, doc * (length + 1) + source, doc * (length + 1) + length).reshape(-1)
-        hidden_size = hidden.shape[-1]
-        kept_tokens = keep.to(hidden.dtype).expand_as(window_ids).reshape(-1)
-        summed = hidden.new_zeros(batch_size * (length + 1), hidden_size).index_add(0, target, hidden.reshape(-1, hidden_size))
-        counts = hidden.new_zeros(batch_size * (length + 1)).index_add(0, target, kept_tokens)
-        sequence_output = (summed / counts.clamp(min=1)[:, None]).view(batch_size, length + 1, hidden_size)[:, :length]
+        sequence_output = _average_over_windows(hidden, target, keep.expand_as(window_ids), batch_size, length)
         if not need_attention:
             return EncodedDocuments(sequence_output, None, shared_window)
 
