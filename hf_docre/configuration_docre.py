@@ -45,7 +45,7 @@ _UNSET = _Unset()
 _DEFAULTS = dict(
     mention_pooling="logsumexp", use_context_pooling=True, emb_size=768, loss="atl", max_relations_per_pair=4,
     entity_marker="*", mention_representation="start", pair_head="group_bilinear", two_step=False,
-    axial_attention=False, focal_gamma=0.5, evidence_threshold=None, evidence_weight=0.1,
+    axial_attention=False, focal_gamma=0.5, evidence_threshold=None,
 )
 
 # Published methods as option presets (`DocREConfig(method=...)`): see `methods_docre.METHODS`. Kept as a name for
@@ -166,10 +166,8 @@ class DocREConfig(PretrainedConfig):
         evidence_threshold (`float`, *optional*): evidence retrieval from localized context pooling (DREEAM, Ma et
             al. 2023): a sentence is evidence of a pair's relations when the share of the pair's context weights on
             its tokens exceeds this (DREEAM: 0.2). None: no evidence. Needs `use_context_pooling`.
-        evidence_weight (`float`): DREEAM's lambda, the weight of the evidence loss (`pair_head="dreeam"`; 0.1).
-        teacher_evidence_weight (`float`): DREEAM's self-training: the weight of the loss to a teacher's token
-            distributions (`teacher_evidence`, stored by `distillation.write_teacher_logits`) on documents without
-            gold evidence (the released code's `attn_lambda`, 1.0).
+        **kwargs: `PretrainedConfig`'s options, and the pair head's own (`PairHead.options`, e.g. DREEAM's
+            `evidence_weight`), which the method's preset may also set.
         distant_pairs (`str`): what to do in a long document with a pair whose entities share no encoder window
             (no window holds a mention of each; documents that fit one window have no such pair, so the head never
             saw one in training): `"no_relation"` (default) does not score them: they decode as NA and take no
@@ -237,8 +235,6 @@ class DocREConfig(PretrainedConfig):
         context_epsilon: float = 0.0,
         word_tokenization: WordTokenization = "in_context",
         evidence_threshold: float | None = _UNSET,
-        evidence_weight: float = _UNSET,
-        teacher_evidence_weight: float = 1.0,
         **kwargs,
     ):
         if kwargs.get("custom_pipelines") and _pipeline_installed(kwargs["custom_pipelines"]):
@@ -264,7 +260,11 @@ class DocREConfig(PretrainedConfig):
         axial_attention = resolve("axial_attention", axial_attention)
         focal_gamma = resolve("focal_gamma", focal_gamma)
         evidence_threshold = resolve("evidence_threshold", evidence_threshold)
-        evidence_weight = resolve("evidence_weight", evidence_weight)
+        code = DocREConfig.__init__.__code__
+        named = code.co_varnames[: code.co_argcount + code.co_kwonlyargcount]
+        for name, value in preset.items():  # the preset's values for options the pair head owns
+            if name not in named:
+                kwargs.setdefault(name, value)
         if encoder is None:
             encoder = {"model_type": "bert"}
         if isinstance(encoder, dict):
@@ -333,8 +333,6 @@ class DocREConfig(PretrainedConfig):
         self.context_epsilon = context_epsilon
         self.word_tokenization = word_tokenization
         self.evidence_threshold = evidence_threshold
-        self.evidence_weight = evidence_weight
-        self.teacher_evidence_weight = teacher_evidence_weight
         self._validate()
         super().__init__(**kwargs)
         if self.id2label is None or 0 not in self.id2label:
@@ -346,8 +344,7 @@ class DocREConfig(PretrainedConfig):
     _INT_OPTIONS = ("emb_size", "block_size", "max_relations_per_pair", "window_prefix_tokens", "window_suffix_tokens",
                     "max_marked_entities", "pretraining_relation_size", "axial_layers", "axial_heads", "axial_table_size")
     _OPTIONAL_INT_OPTIONS = ("window_size", "window_stride", "pair_hidden_size", "max_pooled_mentions")
-    _FLOAT_OPTIONS = ("global_threshold", "classifier_dropout", "negative_sampling_ratio", "focal_gamma", "distillation_weight",
-                      "evidence_weight", "teacher_evidence_weight")
+    _FLOAT_OPTIONS = ("global_threshold", "classifier_dropout", "negative_sampling_ratio", "focal_gamma", "distillation_weight")
     _BOOL_OPTIONS = ("use_context_pooling", "two_step", "two_step_shared_encoder", "axial_attention")
     _POSITIVE_OPTIONS = ("emb_size", "block_size", "axial_layers", "axial_heads", "window_size", "window_stride",
                          "pair_hidden_size", "max_pooled_mentions", "pretraining_relation_size")

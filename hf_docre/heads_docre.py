@@ -77,12 +77,34 @@ class PairHead(nn.Module):
     uses_context = False  # whether `forward` reads `pairs.context` (localized context pooling)
     needs_context_weights = False  # whether the head reads `pairs.context_weights` (the LOP weights [N, L])
     extra_inputs: tuple = ()  # batch fields (model.forward keywords) the head reads, passed in `pairs.extra`
+    # The head's own hyper-parameters, {name: default}: `DocREConfig(name=...)` or a method preset sets them, the
+    # saved config.json keeps them, and `self.option(name)` reads them. Each value must be of its default's type.
+    options: dict = {}
     # The method's description and citation for model cards (None: the method registry's).
     card_description: str | None = None
 
     def __init__(self, config, new_encoder: Callable[[], nn.Module] | None = None):
         super().__init__()
         self.config = config
+
+    @classmethod
+    def resolve_options(cls, config) -> None:
+        """Write the head's `options` not yet in `config` (their defaults) into it, and check the types of all of
+        them; a ValueError names the option."""
+        for name, default in cls.options.items():
+            if getattr(config, name, None) is None:
+                setattr(config, name, default)
+            value = getattr(config, name)
+            numeric = isinstance(default, (int, float)) and not isinstance(default, bool)
+            ok = (isinstance(value, (int, float)) and not isinstance(value, bool) and value == value) if numeric \
+                else isinstance(value, type(default))
+            if not ok:
+                raise ValueError(f"DocREConfig: `{name}` (an option of the pair head `{config.head_type}`) must be "
+                                 f"{'a number' if numeric else type(default).__name__}, got {value!r}.")
+
+    def option(self, name: str):
+        """The value of one of the head's `options` in its config."""
+        return getattr(self.config, name, self.options[name])
 
     def forward(self, pairs: PairInputs) -> torch.Tensor:  # pragma: no cover - abstract
         """[N, R] relation logits of the scored pairs."""
@@ -242,10 +264,14 @@ class EvidenceGuidedPairHead(GroupBilinearPairHead):
 
     needs_context_weights = True
     extra_inputs = ("token_sentence", "evidence_labels", "teacher_evidence")
+    # evidence_weight: the paper's lambda. teacher_evidence_weight: self-training, the weight of the loss to a
+    # teacher's stored context weights (the released code's attn_lambda).
+    options = {"evidence_weight": 0.1, "teacher_evidence_weight": 1.0}
 
     @classmethod
     def describe(cls, config):
-        return (super().describe(config) + f", evidence loss (weight {config.evidence_weight:g}) guiding the localized "
+        weight = getattr(config, "evidence_weight", cls.options["evidence_weight"])
+        return (super().describe(config) + f", evidence loss (weight {weight:g}) guiding the localized "
                 f"context to the evidence sentences, evidence = sentences above {config.evidence_threshold:g} of the context")
 
     def auxiliary_losses(self, pairs, logits, labels):
@@ -258,7 +284,7 @@ class EvidenceGuidedPairHead(GroupBilinearPairHead):
             # student) averaged over the scored pairs, weight `teacher_evidence_weight`.
             target = teacher[pairs.pair_batch, pairs.pair_slot][:, : pairs.context_weights.shape[-1]]
             per_pair = token_distribution_loss(pairs.context_weights, target)
-            return {"teacher_evidence_loss": self.config.teacher_evidence_weight * per_pair.mean()} if len(per_pair) else {}
+            return {"teacher_evidence_loss": self.option("teacher_evidence_weight") * per_pair.mean()} if len(per_pair) else {}
         if labels is None or gold is None or token_sentence is None:
             return {}
         from .modeling_docre import sentence_shares
@@ -269,7 +295,7 @@ class EvidenceGuidedPairHead(GroupBilinearPairHead):
         used = (labels[:, 1:] > 0).any(-1)
         per_pair = evidence_distribution_loss(shares, counts)
         loss = (per_pair * used).sum() / used.sum().clamp(min=1)
-        return {"evidence_loss": self.config.evidence_weight * loss}
+        return {"evidence_loss": self.option("evidence_weight") * loss}
 
 
 class ReleasedAxialPairHead(GroupBilinearPairHead):
@@ -409,4 +435,5 @@ def build_pair_head(config, new_encoder: Callable[[], nn.Module]) -> PairHead:
     name = config.head_type
     if name not in PAIR_HEADS:
         raise ValueError(f"DocREConfig: unknown pair head {name!r}; registered heads: {sorted(PAIR_HEADS)}")
+    PAIR_HEADS[name].resolve_options(config)
     return PAIR_HEADS[name](config, new_encoder)

@@ -104,10 +104,12 @@ def test_evidence_reaches_the_pipeline_and_the_metric(encoder_dirs, relation_inf
 
 class ToyMarginHead(GroupBilinearPairHead):
     """A method from a test file: ATLOP's head, an auxiliary loss (logits kept small) and an output (the margin of
-    the best relation over the threshold class)."""
+    the best relation over the threshold class), with its own hyper-parameter (the penalty's weight)."""
+
+    options = {"penalty_weight": 1e-3}
 
     def auxiliary_losses(self, pairs, logits, labels):
-        return {"logit_penalty": 1e-3 * logits.pow(2).mean()}
+        return {"logit_penalty": self.option("penalty_weight") * logits.pow(2).mean()}
 
     def outputs(self, pairs, logits):
         return {"margin": logits[:, 1:].max(-1).values - logits[:, 0]}
@@ -118,11 +120,13 @@ def test_a_method_with_its_own_loss_and_output_from_a_test_file(encoder_dirs, re
 
     register_pair_head("toy_margin", ToyMarginHead, exist_ok=True)
     register_method(DocREMethod(name="toy-margin", display_name="Toy margin", paper="Nobody 2026, A toy",
-                                citation="@misc{toy}", description="A toy method.", preset={"pair_head": "toy_margin"}),
-                    exist_ok=True)
+                                citation="@misc{toy}", description="A toy method.",
+                                preset={"pair_head": "toy_margin", "penalty_weight": 2e-3}), exist_ok=True)
     try:
+        with pytest.raises(ValueError, match="`penalty_weight` .*pair head `toy_margin`.* must be a number"):
+            _model(encoder_dirs, relation_info, method="toy-margin", penalty_weight="high")
         model = _model(encoder_dirs, relation_info, method="toy-margin")
-        assert isinstance(model.head, ToyMarginHead)
+        assert isinstance(model.head, ToyMarginHead) and model.config.penalty_weight == 2e-3  # the preset's value
         features = DocREFeaturizer.from_model(model).featurize(redocred_documents[:4])
         batch = DocREDataCollator.from_model(model)(features[:2])
         output = model(**batch)
@@ -138,6 +142,10 @@ def test_a_method_with_its_own_loss_and_output_from_a_test_file(encoder_dirs, re
         model.save_pretrained(tmp_path / "toy")
         loaded = DocREModel.from_pretrained(tmp_path / "toy").eval()
         assert isinstance(loaded.head, ToyMarginHead) and loaded.config.method == "toy-margin"
+        assert loaded.config.penalty_weight == 2e-3
+        with torch.no_grad():
+            loaded.config.penalty_weight = 0.0
+            assert loaded(**batch).head_losses["logit_penalty"].item() == 0.0
         relations = pipeline("doc-relation-extraction", model=loaded, tokenizer=loaded.tokenizer)(redocred_documents[5])
         assert isinstance(relations, list)
     finally:

@@ -185,6 +185,7 @@ def test_the_readme_options_table_lists_every_config_option():
     table = readme.split("### Options (`DocREConfig`", 1)[1].split("\n\n", 2)[1]
     listed = set(re.findall(r"`([a-z_]+)`", "\n".join(line.split("|")[1] for line in table.splitlines() if line.startswith("|"))))
     options = set(inspect.signature(DocREConfig.__init__).parameters) - {"self", "kwargs", "encoder", "relations", "relation_names"}
+    options |= {name for head in PAIR_HEADS.values() for name in head.options}  # the pair heads' own options
     assert sorted(options - listed) == []
     # Options with a fixed set of values are typed Literal[...] and checked from the type.
     literal = DocREConfig.literal_options()
