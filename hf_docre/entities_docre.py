@@ -352,10 +352,53 @@ def _merge_token_tags(items, offset):
     return spans
 
 
+_CONNECTORS = {"of", "the", "de", "la", "du", "del", "von", "van", "and", "&", "for", "on", "upon"}
+_DETERMINERS = ("the ", "a ", "an ")
+
+
+def repair_span_edges(text: str, spans: Sequence[dict]) -> list[dict]:
+    """Recogniser spans with their edges cleaned, as DocRED writes mentions: a leading lower-case determiner ("the
+    Beatles") and a trailing possessive ("Ada's") are cut; a span that ends in a connecting word ("the Democratic
+    Republic of the") is joined to the span or the capitalised words right after it on the same line ("Congo"),
+    else the dangling words are cut. Spans with an `entity_id` are kept as they are."""
+    spans = sorted((dict(span) for span in spans), key=lambda span: (span["start"], -span["end"]))
+    out = []
+    i = 0
+    while i < len(spans):
+        span = spans[i]
+        i += 1
+        if span.get("entity_id") is not None:
+            out.append(span)
+            continue
+        start, end = span["start"], span["end"]
+        for determiner in _DETERMINERS:
+            if text.startswith(determiner, start) and end - start > len(determiner):
+                start += len(determiner)
+        possessive = re.search(r"(?:'|\u2019)s?$", text[start:end])
+        if possessive and end - start - len(possessive.group()) > 1 and text[start:end] != possessive.group():
+            end -= len(possessive.group())
+        words = list(re.finditer(r"\S+", text[start:end]))
+        if len(words) >= 2 and words[-1].group().casefold() in _CONNECTORS:
+            gap = re.match(r"[^\S\n]+", text[end:])
+            after = end + (gap.end() if gap else 0)
+            if gap and i < len(spans) and spans[i]["start"] == after and spans[i].get("entity_id") is None:
+                end = spans[i]["end"]  # "the Democratic Republic of the" + "Congo"
+                i += 1
+            elif gap and re.match(r"[A-Z]", text[after:after + 1]):
+                end = after + re.match(r"[A-Z][\w'\u2019-]*", text[after:]).end()
+            else:
+                while len(words) >= 2 and words[-1].group().casefold() in _CONNECTORS:
+                    words.pop()
+                end = start + words[-1].end()
+        if end > start:
+            out.append({**span, "start": start, "end": end})
+    return out
+
+
 def recognize_entities(recognizer: Callable, text: str, sentences: Sequence | None = None,
                        label_map: Mapping[str, str | None] | None = None) -> list[dict]:
     """Flat `{start, end, label}` spans of `text` found by `recognizer` (resolved), labels mapped onto the model's
-    types. A token-classification pipeline is run sentence by sentence (one call): on `sentences` (strings in order
+    types and edges cleaned (`repair_span_edges`). A token-classification pipeline is run sentence by sentence (one call): on `sentences` (strings in order
     or `[start, end]` offsets) when given, else on the text's own segmentation; the other recognisers see the text."""
     if _is_spacy_language(recognizer):
         raw = [{"start": e.start_char, "end": e.end_char, "label": e.label_} for e in recognizer(text).ents]
@@ -378,5 +421,8 @@ def recognize_entities(recognizer: Callable, text: str, sentences: Sequence | No
         item = {"start": start, "end": end, "label": label}
         if entity_id is not None:
             item["entity_id"] = entity_id
+        score = span.get("score") if isinstance(span, dict) else None
+        if isinstance(score, (int, float)) and not isinstance(score, bool):
+            item["score"] = float(score)
         spans.append(item)
-    return spans
+    return repair_span_edges(text, spans)

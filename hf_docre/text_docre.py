@@ -218,6 +218,8 @@ _LEGAL_SUFFIXES = {"company", "co", "inc", "incorporated", "corp", "corporation"
 # Labels that say nothing about the kind of entity: they yield to any other label of the same name.
 GENERIC_LABELS = {"MISC", ""}
 _NON_NAME_LABELS = {"TIME", "NUM"}
+_SURNAME_PARTICLES = {"de", "van", "von", "der", "den", "da", "di", "du", "del", "della", "le", "la", "ter", "ten", "bin",
+                      "ibn", "al", "el", "mac", "st"}
 
 
 def _acronyms(name):
@@ -249,10 +251,8 @@ def _person_name_words(name):
     words = re.findall(r"[^\W\d_][\w'.-]*", name)
     while words and words[0].casefold().rstrip(".") in _PERSON_TITLES:
         words = words[1:]
-    words = [w.rstrip(".") for w in words]
-    if words and re.fullmatch(r"(?:'|\u2019)?s", words[-1]):  # "Ada's"
-        words = words[:-1]
-    return words
+    words = [re.sub(r"(?:'|\u2019)s?$", "", w.rstrip(".")) for w in words]  # "Ada's", "Jones'"
+    return [w for w in words if w]
 
 
 def _looks_like_person(name):
@@ -276,7 +276,8 @@ def group_entity_spans(text: str, spans: Iterable, rules: Sequence[str] = ("name
       out: "ADM" = "Archer Daniels Midland Company").
     - `"surname"`: a one-word name ("Doe", "Dr. Doe"; titles are ignored) joins the one multi-word person entity
       whose last word it is ("Jane Doe"); a one-word person name also joins the one whose first word it is
-      ("Ada" = "Ada Lovelace"). Person labels: `person_labels`.
+      ("Ada" = "Ada Lovelace"). A surname with a particle counts as one word ("De Morgan" = "Augustus De Morgan").
+      Person labels: `person_labels`.
 
     `across_labels` (default): recognisers disagree on labels ("Babbage" PER in one sentence, ORG in the next), so
     the rules may join spans whose labels differ. The name and acronym rules join any labels except a date or
@@ -379,8 +380,12 @@ def group_entity_spans(text: str, spans: Iterable, rules: Sequence[str] = ("name
             if len(words) >= 2 and full_name(key):
                 last_words.setdefault(words[-1].casefold(), set()).add(key)
                 first_words.setdefault(words[0].casefold(), set()).add(key)
+                if len(words) >= 3 and words[-2].casefold() in _SURNAME_PARTICLES:  # "Augustus De Morgan"
+                    last_words.setdefault(" ".join(words[-2:]).casefold(), set()).add(key)
         for key in linkable:
             words = _person_name_words(name_of(key))
+            if len(words) == 2 and words[0].casefold() in _SURNAME_PARTICLES:  # "De Morgan", "van Gogh"
+                words = [" ".join(words)]
             if len(words) != 1:
                 continue
             matches = {k for k in last_words.get(words[0].casefold(), set()) if may_join(key, k)}

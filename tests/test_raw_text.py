@@ -460,3 +460,79 @@ def test_gliner_models_recognise_docred_types_sentence_by_sentence():
     assert len(model.calls) > 1 and all(labels == tuple(GLINER_LABELS) for _, labels, _ in model.calls)
     assert "".join(piece for piece, _, _ in model.calls).replace(" ", "") == text.replace(" ", "")  # no text lost
     assert set(GLINER_LABELS.values()) == {"PER", "ORG", "LOC", "TIME", "NUM", "MISC"}
+
+
+# -- grouping when the recogniser's labels disagree (the cases found on real articles) --------------------------------
+
+
+def _grouped_names(text, *named, **options):
+    return [[text[s:e] for s, e in entity["mentions"]] for entity in group_entity_spans(text, _spans(text, *named), **options)]
+
+
+@pytest.mark.parametrize("text, named, expected", [
+    ("Charles Babbage designed the engine. Babbage never finished it.",
+     [("Charles Babbage", "PER", 0), ("Babbage", "ORG", 1)], [["Charles Babbage", "Babbage"]]),
+    ("Terry Winograd taught at Stanford. Winograd later advised Larry Page.",
+     [("Terry Winograd", "PER", 0), ("Winograd", "LOC", 1), ("Stanford", "ORG", 0), ("Larry Page", "PER", 0)],
+     [["Terry Winograd", "Winograd"], ["Stanford"], ["Larry Page"]]),
+    ("She studied at the Accademia. The Accademia admitted women; the Accademia's rules changed.",
+     [("Accademia", "PER", 0), ("Accademia", "ORG", 1), ("Accademia's", "LOC", 0)], [["Accademia", "Accademia", "Accademia's"]]),
+    ("Archer Daniels Midland Company grew. ADM bought mills.",
+     [("Archer Daniels Midland Company", "ORG", 0), ("ADM", "ORG", 0)], [["Archer Daniels Midland Company", "ADM"]]),
+    ("Archer Daniels Midland Company grew. ADM bought mills.",
+     [("Archer Daniels Midland Company", "ORG", 0), ("ADM", "MISC", 0)], [["Archer Daniels Midland Company", "ADM"]]),
+    ("J. R. R. Tolkien wrote. Tolkien taught.", [("J. R. R. Tolkien", "MISC", 0), ("Tolkien", "MISC", 1)],
+     [["J. R. R. Tolkien", "Tolkien"]]),
+    ("Augustus De Morgan taught her. De Morgan wrote to Lady Byron.",
+     [("Augustus De Morgan", "PER", 0), ("De Morgan", "ORG", 1), ("Lady Byron", "PER", 0)],
+     [["Augustus De Morgan", "De Morgan"], ["Lady Byron"]]),
+    ("Ada Lovelace wrote the notes. Ada's notes were long.", [("Ada Lovelace", "PER", 0), ("Ada's", "PER", 0)],
+     [["Ada Lovelace", "Ada's"]]),
+])
+def test_grouping_survives_label_disagreement(text, named, expected):
+    assert _grouped_names(text, *named) == expected
+
+
+def test_grouping_across_labels_keeps_what_should_stay_apart():
+    # a surname shared by two full names; a place named like a person's given name; a year and a number
+    text = "John Smith and Mary Smith met. Smith left. Paris Hilton visited Paris in 1990; 1990 people came."
+    names = _grouped_names(text, ("John Smith", "PER", 0), ("Mary Smith", "PER", 0), ("Smith", "ORG", 2),
+                           ("Paris Hilton", "PER", 0), ("Paris", "LOC", 1), ("1990", "TIME", 0), ("1990", "NUM", 1))
+    assert names == [["John Smith"], ["Mary Smith"], ["Smith"], ["Paris Hilton"], ["Paris"], ["1990", "1990"]]
+    # a generic full name that does not look like a person's is not a surname target
+    assert len(_grouped_names("The Bank of Canada rose. Canada fell.", ("Bank of Canada", "MISC", 0), ("Canada", "MISC", 1))) == 2
+    # labels must agree: the old behaviour
+    assert len(_grouped_names("Charles Babbage designed. Babbage left.", ("Charles Babbage", "PER", 0), ("Babbage", "ORG", 1),
+                              across_labels=False)) == 2
+
+
+def test_the_type_is_the_majority_label_and_ties_go_to_scores_then_to_a_specific_label():
+    text = "Accademia, Accademia and Accademia."
+    three = [span(text, "Accademia", k) for k in range(3)]
+    spans = [{"start": s, "end": e, "label": label} for (s, e), label in zip(three, ("ORG", "LOC", "ORG"))]
+    assert group_entity_spans(text, spans)[0]["type"] == "ORG"
+    tie = [{"start": s, "end": e, "label": label, "score": score} for (s, e), label, score in zip(three[:2], ("ORG", "LOC"), (0.4, 0.8))]
+    assert group_entity_spans(text, tie)[0]["type"] == "LOC"
+    generic = [{"start": s, "end": e, "label": label} for (s, e), label in zip(three[:2], ("MISC", "LOC"))]
+    assert group_entity_spans(text, generic)[0]["type"] == "LOC"
+
+
+def test_recogniser_spans_get_clean_edges():
+    from hf_docre.entities_docre import repair_span_edges
+
+    text = "Troops entered the Democratic Republic of the Congo. Ada's notes on the Analytical Engine of Babbage."
+    spans = [{"start": s, "end": e, "label": label} for (s, e), label in [
+        (span(text, "the Democratic Republic of the"), "GPE"), (span(text, "Congo"), "GPE"), (span(text, "Ada's"), "PERSON"),
+        (span(text, "the Analytical Engine of"), "PRODUCT")]]
+    repaired = repair_span_edges(text, spans)
+    assert [(text[s["start"]:s["end"]], s["label"]) for s in repaired] == [
+        ("Democratic Republic of the Congo", "GPE"), ("Ada", "PERSON"), ("Analytical Engine of Babbage", "PRODUCT")]
+    # dangling connectors with nothing capitalised after them are cut; spans with an entity id are kept
+    text = "He went to the Bank of and left."
+    assert [text[s["start"]:s["end"]] for s in repair_span_edges(text, [dict(zip(("start", "end"), span(text, "the Bank of and")), label="ORG")])] == ["Bank"]
+    kept = {"start": 11, "end": 26, "label": "ORG", "entity_id": 3}
+    assert repair_span_edges(text, [kept]) == [kept]
+    # through recognize_entities, with a recogniser that truncates
+    found = recognize_entities(lambda t: [(*span(t, "the Democratic Republic of the"), "GPE"), (*span(t, "Congo"), "GPE")],
+                               "Troops entered the Democratic Republic of the Congo.")
+    assert [(s["start"], s["end"], s["label"]) for s in found] == [(19, 51, "LOC")]  # "Democratic Republic of the Congo"
