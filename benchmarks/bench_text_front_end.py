@@ -250,15 +250,17 @@ def main():
             row["relations"] = relations_counts
         rows.append(row)
 
-    print("\n| recogniser | mentions P / R exact | P / R overlapping | recall per type (exact) | label right | multi-mention entities grouped right (labels must agree) | docs/s |")
+    print("\n| recogniser | mentions P / R exact | P / R overlapping | recall per type (exact) | label right "
+          "| multi-mention entities grouped right (labels must agree) | docs/s |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for row in rows:
         if "exact_recall" not in row:
             continue
         types = ", ".join(f"{k} {100 * v:.0f}" for k, v in row["type_recall"].items())
+        (right, multi), agree = row["grouped"], row["grouped_labels_agree"]
         print(f"| {row['recogniser']} | {100 * row['exact_precision']:.1f} / {100 * row['exact_recall']:.1f} | "
               f"{100 * row['overlap_precision']:.1f} / {100 * row['overlap_recall']:.1f} | {types} | {100 * row['label_accuracy']:.1f} | "
-              f"{row['grouped'][0]} / {row['grouped'][1]} = {100 * row['grouped'][0] / max(row['grouped'][1], 1):.1f}% ({100 * row['grouped_labels_agree'] / max(row['grouped'][1], 1):.1f}%) | {row['documents_per_second']:.0f} |")
+              f"{right} / {multi} = {100 * right / max(multi, 1):.1f}% ({100 * agree / max(multi, 1):.1f}%) | {row['documents_per_second']:.0f} |")
     if pipe is not None:
         print("\n| entities from | relation P | R | F1 |\n| --- | --- | --- | --- |")
         for row in rows:
