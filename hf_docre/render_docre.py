@@ -143,24 +143,37 @@ def _styles(types):
 
 _CSS = """
 body { font: 15px/1.9 system-ui, -apple-system, "Segoe UI", sans-serif; margin: 0; color: #222; background: #fff; }
-.docre-doc { display: grid; grid-template-columns: minmax(0, 3fr) minmax(260px, 1fr); gap: 16px; padding: 16px; border-bottom: 1px solid #ddd; }
+.docre-doc { display: grid; grid-template-columns: minmax(0, 3fr) minmax(280px, 1fr); gap: 16px; padding: 16px; border-bottom: 1px solid #ddd; }
 .docre-doc h2 { grid-column: 1 / -1; font-size: 17px; margin: 0; }
-.docre-text { position: relative; white-space: pre-wrap; padding: 40px 8px 8px; }
+/* Text and relation list side by side, each scrolling on its own: the list stays beside the text it explains
+   however long the article is. */
+.docre-text { position: relative; white-space: pre-wrap; padding: 40px 8px 8px; max-height: calc(100vh - 130px); overflow: auto; }
 .docre-text svg { position: absolute; left: 0; top: 0; pointer-events: none; overflow: visible; }
+.docre-panel { align-self: start; max-height: calc(100vh - 130px); overflow: auto; box-sizing: border-box;
+  padding: 4px 4px 12px; font-size: 14px; }
+.docre-panel ol { margin: 4px 0; }
+.docre-filters { display: flex; flex-wrap: wrap; gap: 4px 10px; align-items: center; font-size: 13px; margin: 4px 0; }
+.docre-filters select, .docre-filters input { font: inherit; }
+.docre-empty { background: #f8f9fa; border-radius: 4px; padding: 6px 8px; font-size: 13px; }
+.docre-entities { font-size: 13px; }
+.docre-entities li { line-height: 1.5; }
 mark.ent { border-radius: 3px; padding: 1px 2px; color: inherit; }
 mark.ent.sel-head { outline: 2px solid #d62828; }
 mark.ent.sel-tail { outline: 2px solid #1d3557; }
+mark.ent.hover { outline: 2px dashed #6c757d; }
 .sent.evidence { background: #fff3bf; }
 .w.ctx { box-shadow: inset 0 -3px 0 rgba(214, 40, 40, var(--weight)); }
-.docre-panel ol { padding-left: 20px; margin: 4px 0; max-height: 70vh; overflow: auto; }
 .relation { cursor: pointer; padding: 2px 4px; border-radius: 3px; }
+.relation:hover { background: #f1f3f5; }
 .relation.selected { background: #e9ecef; font-weight: 600; }
+.relation[hidden] { display: none; }
 .relation .score { color: #666; font-variant-numeric: tabular-nums; }
 .docre-legend .key { display: inline-block; padding: 0 6px; margin: 2px; border-radius: 3px; font-size: 13px; }
 .docre-details { font-size: 13px; color: #444; }
-path.arrow { fill: none; stroke: #999; stroke-width: 1; opacity: 0.5; }
-path.arrow.selected { stroke: #d62828; stroke-width: 2.5; opacity: 1; }
-text.arrow-label { font-size: 11px; fill: #d62828; }
+path.arrow { fill: none; stroke: #6c757d; stroke-width: 1.8; stroke-dasharray: 5 3; }
+path.arrow.selected { stroke: #d62828; stroke-width: 2.5; stroke-dasharray: none; }
+text.arrow-label { font-size: 12px; font-weight: 600; fill: #d62828; paint-order: stroke; stroke: #fff; stroke-width: 4px;
+  stroke-linejoin: round; }
 """
 
 _SCRIPT = r"""
@@ -177,46 +190,64 @@ _SCRIPT = r"""
     }); });
     return best;
   }
+  // "#select=<r>" (or "#select=<d>:<r>") selects relation r of document d when the page opens, and scrolls to it;
+  // "type=<relation>" and "score=<least>" (joined with "&") set the filters.
+  var hash = decodeURIComponent(window.location.hash);
+  var wanted = /select=(?:(\d+):)?(\d+)/.exec(hash);
+  var wantedType = /type=([^&]+)/.exec(hash), wantedScore = /score=(-?[\d.]+)/.exec(hash);
   data.documents.forEach(function (doc, d) {
     var section = document.querySelector('.docre-doc[data-doc="' + d + '"]');
     var textBox = section.querySelector(".docre-text");
+    var panel = section.querySelector(".docre-panel");
     var svg = textBox.querySelector("svg");
-    var items = section.querySelectorAll(".relation");
+    var items = Array.prototype.slice.call(section.querySelectorAll(".relation"));
     var details = section.querySelector(".docre-details");
+    var typeFilter = section.querySelector("select.docre-type");
+    var scoreFilter = section.querySelector("input.docre-score");
+    var scoreShown = section.querySelector(".docre-score-value");
+    var shownCount = section.querySelector(".docre-shown");
+    var hovered = -1;
     function marks(entity) { return Array.prototype.slice.call(textBox.querySelectorAll('mark.ent[data-e="' + entity + '"]')); }
+    function visible(r) { return items[r] && !items[r].hidden; }
+    function arrow(relation, r, selected, box) {
+      var pair = nearest(marks(relation.head), marks(relation.tail));
+      if (pair === null) return null;
+      var a = pair[1].getBoundingClientRect(), b = pair[2].getBoundingClientRect();
+      // in the text box's content coordinates (it scrolls, the svg scrolls with its content)
+      var dx = textBox.scrollLeft - box.left, dy = textBox.scrollTop - box.top;
+      var x1 = a.left + a.width / 2 + dx, y1 = a.top + dy, x2 = b.left + b.width / 2 + dx, y2 = b.top + dy;
+      var lift = Math.min(36, 12 + Math.abs(x2 - x1) / 12);
+      var path = document.createElementNS("http://www.w3.org/2000/svg", "path");
+      path.setAttribute("d", "M" + x1 + "," + y1 + " C" + x1 + "," + (Math.min(y1, y2) - lift) + " " + x2 + "," + (Math.min(y1, y2) - lift) + " " + x2 + "," + y2);
+      path.setAttribute("class", "arrow" + (selected ? " selected" : ""));
+      path.setAttribute("data-r", r);
+      path.setAttribute("marker-end", "url(#docre-arrowhead-" + d + ")");
+      svg.appendChild(path);
+      var label = document.createElementNS("http://www.w3.org/2000/svg", "text");
+      label.setAttribute("x", (x1 + x2) / 2); label.setAttribute("y", Math.min(y1, y2) - lift * 0.75 - 4);
+      label.setAttribute("class", "arrow-label"); label.setAttribute("text-anchor", "middle");
+      label.textContent = relation.relation;
+      svg.appendChild(label);
+      return path;
+    }
+    // Arrows for the selected relation and the one under the pointer only: on a long article, all of them at once
+    // would cover the text.
     function draw() {
       while (svg.firstChild) svg.removeChild(svg.firstChild);
       var box = textBox.getBoundingClientRect();
-      svg.setAttribute("width", box.width); svg.setAttribute("height", box.height);
-      doc.relations.forEach(function (relation, r) {
-        var pair = nearest(marks(relation.head), marks(relation.tail));
-        if (pair === null) return;
-        var a = pair[1].getBoundingClientRect(), b = pair[2].getBoundingClientRect();
-        var x1 = a.left + a.width / 2 - box.left, y1 = a.top - box.top, x2 = b.left + b.width / 2 - box.left, y2 = b.top - box.top;
-        var lift = Math.min(36, 12 + Math.abs(x2 - x1) / 12);
-        var path = document.createElementNS("http://www.w3.org/2000/svg", "path");
-        path.setAttribute("d", "M" + x1 + "," + y1 + " C" + x1 + "," + (Math.min(y1, y2) - lift) + " " + x2 + "," + (Math.min(y1, y2) - lift) + " " + x2 + "," + y2);
-        path.setAttribute("class", "arrow" + (r === doc.selected ? " selected" : ""));
-        path.setAttribute("data-r", r);
-        path.setAttribute("marker-end", "url(#docre-arrowhead)");
-        svg.appendChild(path);
-        if (r === doc.selected) {
-          var label = document.createElementNS("http://www.w3.org/2000/svg", "text");
-          label.setAttribute("x", (x1 + x2) / 2); label.setAttribute("y", Math.min(y1, y2) - lift * 0.75 - 4);
-          label.setAttribute("class", "arrow-label"); label.setAttribute("text-anchor", "middle");
-          label.textContent = relation.relation;
-          svg.appendChild(label);
-        }
-      });
+      svg.setAttribute("width", textBox.scrollWidth); svg.setAttribute("height", textBox.scrollHeight);
       var defs = document.createElementNS("http://www.w3.org/2000/svg", "defs");
-      defs.innerHTML = '<marker id="docre-arrowhead" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="6" markerHeight="6" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="#d62828"></path></marker>';
+      defs.innerHTML = '<marker id="docre-arrowhead-' + d + '" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="6" markerHeight="6" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="#d62828"></path></marker>';
       svg.appendChild(defs);
+      if (hovered >= 0 && hovered !== doc.selected && visible(hovered)) arrow(doc.relations[hovered], hovered, false, box);
+      if (doc.selected >= 0 && visible(doc.selected)) arrow(doc.relations[doc.selected], doc.selected, true, box);
     }
-    function select(r) {
+    function select(r, scroll) {
       doc.selected = r;
       textBox.querySelectorAll(".sel-head, .sel-tail, .ctx, .evidence").forEach(function (el) { el.classList.remove("sel-head", "sel-tail", "ctx", "evidence"); el.style.removeProperty("--weight"); });
       items.forEach(function (item) { item.classList.toggle("selected", Number(item.getAttribute("data-r")) === r); });
       var relation = doc.relations[r];
+      details.textContent = "";
       if (relation) {
         marks(relation.head).forEach(function (m) { m.classList.add("sel-head"); });
         marks(relation.tail).forEach(function (m) { m.classList.add("sel-tail"); });
@@ -229,23 +260,107 @@ _SCRIPT = r"""
         details.textContent = (relation.context.length ? "context: " + relation.context.map(function (c) {
           var w = textBox.querySelector('.w[data-w="' + c.word + '"]'); return (w ? w.textContent : "?") + " " + (100 * c.weight).toFixed(0) + "%"; }).join(", ") : "no context words (return_context=True adds them)")
           + (relation.evidence.length ? "; evidence sentences: " + relation.evidence.join(", ") : "");
+        if (scroll) {  // the text box and the list scroll, the page stays where it is
+          var pair = nearest(marks(relation.head), marks(relation.tail));
+          if (pair !== null) {
+            var at = pair[1].getBoundingClientRect().top - textBox.getBoundingClientRect().top + textBox.scrollTop;
+            textBox.scrollTop = Math.max(0, at - textBox.clientHeight / 2);
+          }
+          var itemTop = items[r].getBoundingClientRect().top - panel.getBoundingClientRect().top + panel.scrollTop;
+          if (itemTop < panel.scrollTop || itemTop + items[r].offsetHeight > panel.scrollTop + panel.clientHeight) {
+            panel.scrollTop = Math.max(0, itemTop - panel.clientHeight / 3);
+          }
+        }
       }
       draw();
     }
+    function applyFilters() {
+      var kind = typeFilter ? typeFilter.value : "";
+      var least = scoreFilter ? Number(scoreFilter.value) : -Infinity;
+      if (scoreShown) scoreShown.textContent = Number(least).toFixed(2);
+      var shown = 0;
+      items.forEach(function (item, r) {
+        var relation = doc.relations[r];
+        item.hidden = (kind !== "" && relation.relation !== kind) || (relation.score !== null && relation.score < least);
+        if (!item.hidden) shown += 1;
+      });
+      if (shownCount) shownCount.textContent = shown;
+      if (!visible(doc.selected)) {
+        var first = items.findIndex(function (item) { return !item.hidden; });
+        select(first, false);
+      } else { draw(); }
+    }
     items.forEach(function (item) {
-      item.addEventListener("click", function () { select(Number(item.getAttribute("data-r"))); });
+      var r = Number(item.getAttribute("data-r"));
+      item.addEventListener("click", function () { select(r, true); });
+      item.addEventListener("mouseenter", function () { hovered = r; marks(doc.relations[r].head).concat(marks(doc.relations[r].tail)).forEach(function (m) { m.classList.add("hover"); }); draw(); });
+      item.addEventListener("mouseleave", function () { hovered = -1; textBox.querySelectorAll(".hover").forEach(function (m) { m.classList.remove("hover"); }); draw(); });
       item.addEventListener("keydown", function (event) {
-        var r = Number(item.getAttribute("data-r"));
-        var next = event.key === "ArrowDown" ? r + 1 : event.key === "ArrowUp" ? r - 1 : null;
-        if (next !== null && items[next]) { items[next].focus(); select(next); event.preventDefault(); }
+        var step = event.key === "ArrowDown" ? 1 : event.key === "ArrowUp" ? -1 : 0;
+        if (!step) return;
+        var next = r + step;
+        while (items[next] && items[next].hidden) next += step;
+        if (items[next]) { items[next].focus(); select(next, true); event.preventDefault(); }
       });
     });
+    if (typeFilter) typeFilter.addEventListener("change", applyFilters);
+    if (scoreFilter) scoreFilter.addEventListener("input", applyFilters);
     window.addEventListener("resize", draw);
-    select(doc.relations.length ? 0 : -1);
+    var start = wanted && Number(wanted[1] || 0) === d && doc.relations[Number(wanted[2])] ? Number(wanted[2]) : (doc.relations.length ? 0 : -1);
+    select(start, Boolean(wanted) && start >= 0);
+    if (typeFilter && wantedType) typeFilter.value = wantedType[1];
+    if (scoreFilter && wantedScore) scoreFilter.value = wantedScore[1];
+    if (wantedType || wantedScore) { applyFilters(); start = doc.selected; }
+    // Where things are on screen (read by the browser test): the list beside the selected relation's text.
+    var headMark = start >= 0 ? nearest(marks(doc.relations[start].head), marks(doc.relations[start].tail)) : null;
+    var rect = function (el) { var b = el.getBoundingClientRect(); return [Math.round(b.left), Math.round(b.top), Math.round(b.right), Math.round(b.bottom)]; };
+    section.setAttribute("data-layout", JSON.stringify({viewport: [window.innerWidth, window.innerHeight], panel: rect(panel),
+      selected_item: start >= 0 ? rect(items[start]) : null, selected_mention: headMark ? rect(headMark[1]) : null}));
   });
   document.body.setAttribute("data-status", "rendered");
 })();
 """
+
+
+def _filters_html(listed):
+    """A relation-type menu (with counts) and a least-score slider, when there is something to filter."""
+    if len(listed) < 2:
+        return ""
+    kinds = {}
+    for relation in listed:
+        kinds[relation["relation"]] = kinds.get(relation["relation"], 0) + 1
+    options = "".join(f'<option value="{html_lib.escape(kind, quote=True)}">{html_lib.escape(kind)} ({count})</option>'
+                      for kind, count in sorted(kinds.items(), key=lambda item: (-item[1], item[0])))
+    scores = [relation["score"] for relation in listed if relation["score"] is not None]
+    slider = ""
+    if scores:
+        low = min(0.0, min(scores))
+        slider = (f'<label>score &ge; <input class="docre-score" type="range" min="{low:g}" max="{max(scores):g}" '
+                  f'step="any" value="{low:g}"> <span class="docre-score-value">{low:.2f}</span></label>')
+    return (f'<div class="docre-filters"><label>type <select class="docre-type"><option value="">all</option>{options}'
+            f'</select></label>{slider}</div>')
+
+
+def _empty_html(entities):
+    """What a page with no relation says, so that it still helps."""
+    if not entities:
+        hint = ("No entities were found, so no relation could be. Pass entities ({'text', 'entities': [...]}) or another "
+                "`recognizer=`.")
+    elif len(entities) == 1:
+        hint = "Only one entity was found; a relation needs two. Check the recogniser's entities below."
+    else:
+        hint = (f"No relation scored above the threshold among these {len(entities)} entities. Check that the entities "
+                "below are grouped right; a lower `threshold=` or `top_k=` in the pipeline shows the best candidates "
+                "(a model that finds nothing anywhere is likely undertrained).")
+    return f'<p class="docre-empty">{html_lib.escape(hint)}</p>'
+
+
+def _entities_html(entities, open_list=False):
+    items = "".join(f'<li><span class="key" data-type="{html_lib.escape(e["type"], quote=True)}">{html_lib.escape(e["name"])}</span> '
+                    f'{html_lib.escape(e["type"])}, {len(e["mentions"])} mention{"s" if len(e["mentions"]) != 1 else ""}</li>'
+                    for e in entities)
+    return (f'<details class="docre-entities"{" open" if open_list else ""}><summary>{len(entities)} entities</summary>'
+            f'<ol>{items}</ol></details>')
 
 
 class DocREReport:
@@ -296,11 +411,15 @@ def render(document, relations: Sequence | None = None, title: str | None = None
             items.append(f'<li class="relation" tabindex="0" data-r="{r}" data-head="{relation["head"]}" data-tail="{relation["tail"]}">'
                          f'{html_lib.escape(head)} &rarr; <b>{html_lib.escape(relation["relation"])}</b> &rarr; {html_lib.escape(tail)}{score}</li>')
         heading = html_lib.escape(doc.get("title") or f"Document {d + 1}")
+        digits = len(str(max(len(listed), 1)))
         sections.append(
             f'<section class="docre-doc" data-doc="{d}"><h2>{heading}</h2>'
             f'<div class="docre-text"><svg></svg>{_text_html(text, words, sentences, entities)}</div>'
-            f'<div class="docre-panel"><div><b>{len(listed)}</b> relation{"s" if len(listed) != 1 else ""}, '
-            f'<b>{len(entities)}</b> entities</div><ol>{"".join(items)}</ol><div class="docre-details"></div></div></section>'
+            f'<div class="docre-panel"><div><b class="docre-shown">{len(listed)}</b> of <b>{len(listed)}</b> '
+            f'relation{"s" if len(listed) != 1 else ""}, <b>{len(entities)}</b> entities</div>'
+            f'{_filters_html(listed)}'
+            f'<ol style="padding-left: {digits + 2}ch">{"".join(items)}</ol><div class="docre-details"></div>'
+            f'{_empty_html(entities) if not listed else ""}{_entities_html(entities, open_list=not listed)}</div></section>'
         )
     legend = "".join(f'<span class="key" data-type="{html_lib.escape(t, quote=True)}">{html_lib.escape(t)}</span>' for t in types)
     data = json.dumps({"documents": payload}).replace("</", "<\\/")

@@ -263,13 +263,94 @@ def test_page_in_a_headless_browser(pipe, redocred_documents, tmp_path):
     assert not re.search(r"<body[^>]*data-errors", dom), re.findall(r'data-errors="[^"]*"', dom)
     names = {m["name"] for mentions in document["vertexSet"] for m in mentions}
     assert all(name in dom for name in list(names)[:10])
-    assert dom.count('class="relation') == 6 and len(re.findall(r'<path [^>]*class="arrow( selected)?"', dom)) == 6  # listed and drawn
+    assert dom.count('class="relation') == 6  # listed; only the selected (and the hovered) relation is drawn
+    assert len(re.findall(r'<path [^>]*class="arrow( selected)?"', dom)) == 1
     assert len(re.findall(r'<path [^>]*class="arrow selected"', dom)) == 1 and "sel-head" in dom and "sel-tail" in dom
     assert re.search(r'class="w ctx" [^>]*style="--weight', dom), "the selected relation's context words are marked"
     screenshot = tmp_path / "report.png"
     subprocess.run(flags + [f"--screenshot={screenshot}", page.as_uri()], capture_output=True, timeout=120)
     assert screenshot.exists() and screenshot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and screenshot.stat().st_size > 10_000
     print(f"\nscreenshot: {screenshot}")
+
+
+def _joined_document(documents):
+    """Several DocRED documents as one (sentences, entities and labels renumbered)."""
+    joined = {"title": "Joined", "sents": [], "vertexSet": [], "labels": []}
+    for document in documents:
+        offset, entity_offset = len(joined["sents"]), len(joined["vertexSet"])
+        joined["sents"] += document["sents"]
+        joined["vertexSet"] += [[dict(m, sent_id=m["sent_id"] + offset) for m in entity] for entity in document["vertexSet"]]
+        joined["labels"] += [dict(label, h=label["h"] + entity_offset, t=label["t"] + entity_offset, evidence=[])
+                             for label in document.get("labels", [])]
+    return joined
+
+
+def _browse(browser, page, tmp_path, fragment="", size="1280,900", screenshot=None):
+    flags = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+             "--disable-component-update", "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}", f"--window-size={size}"]
+    address = page.as_uri() + fragment
+    if screenshot is not None:
+        subprocess.run(flags + [f"--screenshot={screenshot}", address], capture_output=True, timeout=120)
+        assert screenshot.exists() and screenshot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and screenshot.stat().st_size > 10_000
+        return None
+    dom = subprocess.run(flags + ["--dump-dom", address], capture_output=True, text=True, timeout=120).stdout
+    assert 'data-status="rendered"' in dom, "the page's script ran to the end"
+    assert not re.search(r"<body[^>]*data-errors", dom), re.findall(r'data-errors="[^"]*"', dom)
+    return dom
+
+
+@pytest.mark.slow
+def test_a_3000_word_article_keeps_its_relation_list_beside_the_text(pipe, redocred_documents, tmp_path):
+    import html as html_lib
+
+    browser = _chromium()
+    document, count = None, 0
+    for k in range(2, len(redocred_documents)):
+        document = _joined_document(redocred_documents[:k])
+        count = sum(len(sentence) for sentence in document["sents"])
+        if count >= 3000:
+            break
+    relations = pipe(document, threshold=0.0, top_k=120, return_context=True)
+    assert count >= 3000 and len(relations) == 120
+    page = render(document, relations, path=tmp_path / "article.html")
+    assert 'style="padding-left: 5ch"' in page.html  # room for "120."
+    # a relation far down the list whose mentions all lie in the second half of the article: both must scroll to it
+    first_sentence = {e: min(m["sent_id"] for m in mentions) for e, mentions in enumerate(document["vertexSet"])}
+    late = next(r for r, relation in enumerate(relations) if r >= 40
+                and min(first_sentence[relation["head"]["index"]], first_sentence[relation["tail"]["index"]]) > len(document["sents"]) // 2)
+    path = tmp_path / "article.html"
+    dom = _browse(browser, path, tmp_path, f"#select={late}")
+    layout = json.loads(html_lib.unescape(re.search(r'data-layout="([^"]*)"', dom).group(1)))
+    width, height = layout["viewport"]
+    panel, item, mention = layout["panel"], layout["selected_item"], layout["selected_mention"]
+    assert 0 <= mention[1] and mention[3] <= height, ("the selected relation's text is on screen", layout)
+    assert -1 <= panel[1] and panel[3] <= height + 1 and panel[2] <= width, ("the list is on screen beside it", layout)
+    assert panel[0] >= mention[2] and panel[1] <= item[1] and item[3] <= panel[3], ("the selected item is visible in the list", layout)
+    assert len(re.findall(r'<path [^>]*class="arrow selected"', dom)) == 1
+    # filters: by relation type and by least score
+    kind = relations[late]["relation"]
+    dom = _browse(browser, path, tmp_path, f"#type={kind}")
+    expected = sum(relation["relation"] == kind for relation in relations)
+    assert len(re.findall(r'<li class="relation[^"]*"[^>]*hidden', dom)) == 120 - expected
+    assert re.search(rf'class="docre-shown">{expected}<', dom)
+    least = sorted(relation["score"] for relation in relations)[60]
+    dom = _browse(browser, path, tmp_path, f"#score={least}")
+    assert len(re.findall(r'<li class="relation[^"]*"[^>]*hidden', dom)) == sum(relation["score"] < least for relation in relations)
+    screenshot = tmp_path / "article.png"
+    _browse(browser, path, tmp_path, f"#select={late}", screenshot=screenshot)
+    print(f"\nscreenshot of a {count}-word article, relation {late} selected: {screenshot}")
+
+
+def test_a_page_with_no_relation_still_helps(pipe, redocred_documents):
+    document = redocred_documents[0]
+    page = render(document, []).html
+    assert "No relation scored above the threshold among these" in page and "lower `threshold=`" in page
+    assert f"<details class=\"docre-entities\" open><summary>{len(document['vertexSet'])} entities" in page
+    assert "class=\"docre-filters\"" not in page
+    lonely = {"title": "One", "sents": [["Paris", "."]], "vertexSet": [[{"sent_id": 0, "pos": [0, 1], "type": "LOC", "name": "Paris"}]]}
+    assert "Only one entity was found" in render(lonely, []).html
+    nothing = {"title": "None", "sents": [["Nothing", "."]], "vertexSet": []}
+    assert "No entities were found" in render(nothing, []).html
 
 
 # -- the command line -----------------------------------------------------------------------------------------------------
