@@ -327,8 +327,28 @@ class DocumentRelationExtractionPipeline(Pipeline):
                 if context_weights is not None:
                     item["context"] = _context_words(context_weights[b, p], feature["token_word"], words, context_words)
                 relations.append(item)
+            if not relations and threshold is None and len(pairs) >= 3:
+                self._hint_when_nothing_found(document, pairs, scores[b, : len(pairs), 1:], relation_of)
             results.append({"document": document, "relations": relations} if return_document else relations)
         return results
+
+    def _hint_when_nothing_found(self, document, pairs, scores, relation_of):
+        """Warn once per pipeline when a document with several entity pairs gets no relation at the model's own
+        threshold: naming its best candidate, and the likeliest cause when it happens everywhere."""
+        if getattr(self, "_warned_nothing_found", False):
+            return
+        self._warned_nothing_found = True
+        best = int(scores.argmax())
+        p, r = divmod(best, scores.shape[-1])
+        name, code = relation_of[r + 1]
+        head, tail = (_entity(document, int(e))["name"] for e in pairs[p].tolist())
+        title = document.get("title") or "(untitled)"
+        warnings.warn(
+            f"doc-relation-extraction: no relation in document {title!r} ({len(pairs)} entity pairs) at the model's "
+            f"threshold; its best candidate is {head!r} -> {name} ({code}) -> {tail!r}, score {float(scores.max()):.3f}. "
+            "If the model finds nothing on most documents it is likely undertrained (the README's quickstart trains 3 "
+            "epochs; 1 epoch predicts almost nothing): check its eval F1 (eval_results.json, the model card), or pass "
+            "threshold= or top_k= to see its best guesses. (Shown once per pipeline.)", stacklevel=2)
 
     def run_single(self, inputs, preprocess_params, forward_params, postprocess_params):
         return super().run_single(inputs, preprocess_params, forward_params, postprocess_params)[0]

@@ -617,3 +617,18 @@ def test_recogniser_spans_get_clean_edges():
     found = recognize_entities(lambda t: [(*span(t, "the Democratic Republic of the"), "GPE"), (*span(t, "Congo"), "GPE")],
                                "Troops entered the Democratic Republic of the Congo.")
     assert [(s["start"], s["end"], s["label"]) for s in found] == [(19, 51, "LOC")]  # "Democratic Republic of the Congo"
+
+
+def test_a_model_that_finds_nothing_says_it_may_be_undertrained(model_dir, redocred_documents):
+    import warnings
+
+    model = DocREModel.from_pretrained(model_dir).eval()
+    with torch.no_grad():
+        model.head.bilinear.bias[0] += 100.0  # the threshold class always wins: nothing is predicted
+    silent = pipeline("doc-relation-extraction", model=model, tokenizer=model.tokenizer)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert silent(redocred_documents[:3]) == [[], [], []]
+    hints = [str(w.message) for w in caught if "undertrained" in str(w.message)]
+    assert len(hints) == 1, hints  # once per pipeline
+    assert redocred_documents[0]["title"] in hints[0] and "best candidate" in hints[0] and "threshold=" in hints[0]
