@@ -76,7 +76,10 @@ _ORG_CUES = {"inc", "corp", "ltd", "co", "company", "corporation", "university",
              "committee", "ministry", "department", "agency", "league", "group", "airlines", "church", "society"}
 _LOC_CUES = {"river", "mountain", "mount", "lake", "island", "islands", "county", "city", "province", "state", "street",
              "valley", "bay", "sea", "ocean", "park", "district", "region", "kingdom", "republic"}
-_PER_CUES = {"mr", "mrs", "ms", "dr", "prof", "sir", "president", "king", "queen", "jr", "sr"}
+_PER_CUES = {"mr", "mrs", "ms", "miss", "dr", "prof", "professor", "sir", "dame", "lady", "lord", "president", "king",
+             "queen", "prince", "princess", "duke", "duchess", "earl", "countess", "baron", "baroness", "emperor",
+             "empress", "pope", "senator", "sen", "governor", "gov", "general", "gen", "captain", "capt", "colonel",
+             "col", "rev", "reverend", "judge", "justice", "jr", "sr"}
 _FUNCTION_WORDS = {"the", "a", "an", "he", "she", "it", "they", "we", "i", "you", "this", "that", "these", "those",
                    "there", "his", "her", "its", "their", "in", "on", "at", "after", "before", "during", "when", "while",
                    "however", "but", "and", "as", "since", "although", "from", "by", "for", "with", "of", "to", "is",

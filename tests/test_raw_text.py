@@ -632,3 +632,12 @@ def test_a_model_that_finds_nothing_says_it_may_be_undertrained(model_dir, redoc
     hints = [str(w.message) for w in caught if "undertrained" in str(w.message)]
     assert len(hints) == 1, hints  # once per pipeline
     assert redocred_documents[0]["title"] in hints[0] and "best candidate" in hints[0] and "threshold=" in hints[0]
+
+
+def test_rules_recognizer_types_from_cues():
+    text = ("Lady Byron wrote to Professor Augustus De Morgan in March 1841. Archer Daniels Midland Company and the "
+            "University of London replied in 1842. The Hudson River froze.")
+    found = {text[s["start"]:s["end"]]: s["label"] for s in RuleBasedRecognizer()(text)}
+    assert found["Byron"] == "PER" and found["Augustus De Morgan"] == "PER"  # the title is the cue, not the name
+    assert found["Archer Daniels Midland Company"] == "ORG" and found["University of London"] == "ORG"
+    assert found["March 1841"] == "TIME" and found["1842"] == "TIME" and found["Hudson River"] == "LOC"
