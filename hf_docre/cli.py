@@ -88,9 +88,91 @@ def _recognizer(name, device):
     return pipeline("token-classification", model=name, aggregation_strategy="first", device=device)
 
 
+class FileDocuments:
+    """The documents of input files, read lazily (for `corpus.predict_corpus`): counted in one streaming pass, then
+    parsed only where a rank wants them. `.jsonl` lines, `.txt` files and DocRED `.json` lists; sources are `FILE`,
+    `FILE:LINE` or `FILE:#N`."""
+
+    def __init__(self, paths):
+        self.paths = list(paths)
+        self.counts = []
+        for path in self.paths:
+            extension = os.path.splitext(path)[1].lower()
+            if not os.path.exists(path):
+                raise InputFileError(f"{path}: no such file")
+            if extension == ".txt":
+                self.counts.append(1)
+            elif extension == ".jsonl":
+                with open(path, encoding="utf-8") as handle:
+                    self.counts.append(sum(1 for line in handle if line.strip()))
+            elif extension == ".json":
+                self.counts.append(sum(1 for _ in read_documents(path)))
+            else:
+                raise InputFileError(f"{path}: unknown input type {extension or '(no extension)'!r}; use .txt, .jsonl or a DocRED .json")
+
+    def __len__(self):
+        return sum(self.counts)
+
+    def select(self, wanted):
+        index = 0
+        for path, count in zip(self.paths, self.counts):
+            if not any(wanted(i) for i in range(index, index + count)):
+                index += count
+                continue
+            if path.lower().endswith(".jsonl"):
+                with open(path, encoding="utf-8") as handle:
+                    for number, line in enumerate(handle, 1):
+                        if not line.strip():
+                            continue
+                        if wanted(index):
+                            yield (index, *_parsed_line(path, number, line))
+                        index += 1
+            else:
+                for source, document in read_documents(path):
+                    if wanted(index):
+                        yield index, source, document
+                    index += 1
+
+    def fingerprint(self):
+        import hashlib
+
+        digest = hashlib.sha256()
+        for path in self.paths:
+            digest.update(os.path.abspath(path).encode())
+            with open(path, "rb") as handle:
+                for block in iter(lambda: handle.read(1 << 20), b""):
+                    digest.update(block)
+        return digest.hexdigest()
+
+
+def _parsed_line(path, number, line):
+    source = f"{path}:{number}"
+    try:
+        document = json.loads(line)
+    except json.JSONDecodeError as error:
+        return source, InputFileError(f"{source}: not valid JSON (column {error.colno}: {error.msg})")
+    return source, _checked(document, source)
+
+
+def _device_for_rank(device):
+    """Under torchrun with GPUs, each rank takes its own (`cuda` -> `cuda:LOCAL_RANK`)."""
+    from .corpus import distributed_world
+
+    _, world_size = distributed_world()
+    local_rank = int(os.environ.get("LOCAL_RANK", 0))
+    if world_size > 1 and device in (None, "cuda"):
+        import torch
+
+        if torch.cuda.is_available():
+            return f"cuda:{local_rank}"
+        return "cpu" if device is None else device
+    return device
+
+
 def predict(args) -> int:
     from transformers import pipeline
 
+    from .corpus import distributed_world, predict_corpus
     from .processing_docre import check_output_path
 
     output_extension = os.path.splitext(args.output)[1].lower()
@@ -105,119 +187,65 @@ def predict(args) -> int:
             check_output_path(args.html, "--html", inputs=[*args.input, args.output])
     except ValueError as error:
         raise InputFileError(str(error)) from None
+    rank, world_size = distributed_world()
+    if args.html and world_size > 1:
+        raise InputFileError("--html draws every document on one page: run it as one process (the page is for reading, "
+                             "not for corpora)")
     if os.path.exists(args.model) and not os.path.isdir(args.model):
         raise InputFileError(f"--model {args.model}: a file; give the model's folder (config.json, model.safetensors, ...)")
-    documents = [item for path in args.input for item in read_documents(path)]
+    documents = FileDocuments(args.input)
     if output_extension == ".json":
-        not_docred = [source for source, document in documents if isinstance(document, dict) and "sents" not in document]
+        not_docred = next((source for _, source, document in documents.select(lambda i: True)
+                           if isinstance(document, dict) and "sents" not in document), None)
         if not_docred:
             raise InputFileError(f"--output {args.output}: a DocRED submission names entities by their index in the input's `vertexSet`, "
-                                 f"and {not_docred[0]} is text; write .jsonl for text input")
+                                 f"and {not_docred} is text; write .jsonl for text input")
 
+    device = _device_for_rank(args.device)
+    dtype = {"auto": "auto", "float32": None, "bfloat16": "bfloat16", "float16": "float16"}[args.dtype]
     try:
-        pipe = pipeline("doc-relation-extraction", model=args.model, device=args.device, trust_remote_code=args.trust_remote_code)
+        pipe = pipeline("doc-relation-extraction", model=args.model, device=device, trust_remote_code=args.trust_remote_code,
+                        **({"dtype": dtype} if dtype is not None else {}))
     except (OSError, ValueError) as error:
         where = "no such folder here, and not a model the Hub serves" if not os.path.exists(args.model) else "not a model folder"
         raise InputFileError(f"--model {args.model}: {where} ({str(error).splitlines()[0][:200]})") from None
     options = {"threshold": args.threshold, "top_k": args.top_k, "return_context": args.context or None}
     preprocess, forward, postprocess = pipe._merged_parameters({k: v for k, v in options.items() if v is not None})
-    preprocess["recognizer"] = _recognizer(args.recognizer, args.device)
-    postprocess["return_document"] = True
-
-    results, failures = [], []  # results, in input order: [source, document, relations or None, error or None]
-
-    def flush(chunk, slots):
-        for slot, result in zip(slots, pipe.run_preprocessed(chunk, forward, postprocess)):
-            slot[1], slot[2] = result["document"], result["relations"]
-
-    written = 0
-    stream = open(args.output, "w", encoding="utf-8") if output_extension == ".jsonl" else None
-
-    def write_done():
-        """Append the finished results, in input order, to the .jsonl output (as the run goes)."""
-        nonlocal written
-        while stream is not None and written < len(results) and (results[written][2] is not None or results[written][3] is not None):
-            source, document, relations, error = results[written]
-            record = {"title": (document or {}).get("title", ""), "source": source}
-            record.update({"error": error} if error is not None else {"relations": relations})
-            stream.write(json.dumps(record, ensure_ascii=False) + "\n")
-            written += 1
-        if stream is not None:
-            stream.flush()
+    preprocess["recognizer"] = _recognizer(args.recognizer, device)
+    fingerprint_params = dict(preprocess, recognizer=args.recognizer)
 
     try:
-        stopped = _run_documents(documents, args, pipe, preprocess, forward, postprocess, results, failures, flush, write_done)
-    except BaseException:
-        # Interrupted (Ctrl-C, out of memory, ...): what was done is kept.
-        if stream is not None:
-            write_done()
-            stream.close()
-        else:
-            _write_submission(args.output, results)
+        summary = predict_corpus(
+            pipe, documents, args.output, batch_size=args.batch_size, bucket_window=args.bucket_window, errors=args.errors,
+            overwrite=args.overwrite, preprocess_params=preprocess, forward_params=forward, postprocess_params=postprocess,
+            progress=not args.quiet, keep_documents=bool(args.html), input_fingerprint=documents.fingerprint(),
+            manifest_options=fingerprint_params)
+    except ValueError as error:
+        if "holds another run" in str(error):
+            raise InputFileError(f"--output {args.output}: {error}") from None
         raise
-    if stream is not None:
-        write_done()
-        stream.close()
-    else:
-        _write_submission(args.output, results)
+    if rank != 0:
+        return 0 if summary["complete"] else EXIT_BAD_INPUT
     if args.html:
         from .render_docre import render
 
-        render([{"document": d, "relations": r} for _, d, r, error in results if error is None], path=args.html)
+        render([{"document": d, "relations": r} for d, r in summary["results"]], path=args.html)
+        if summary["skipped"]:
+            print(f"hf-docre: the page shows the {len(summary['results'])} document(s) run now; {summary['skipped']} were done "
+                  "before (--overwrite runs them all)", file=sys.stderr)
 
-    done = sum(error is None for *_, error in results)
-    if stopped is not None:
-        print(f"hf-docre: error: {stopped}\n(the {done} document(s) before it were written to {args.output}; "
-              "--errors skip goes on past bad documents)", file=sys.stderr)
+    if summary["stopped"] is not None:
+        print(f"hf-docre: error: {summary['stopped']}\n(the {summary['written']} document(s) before it were written to {args.output}; "
+              "--errors skip goes on past bad documents; a rerun resumes after them)", file=sys.stderr)
         return EXIT_BAD_INPUT
-    for failure in failures:
+    for failure in summary["failures"]:
         print(f"hf-docre: skipped {failure}", file=sys.stderr)
     if not args.quiet:
-        relations = sum(len(r) for *_, r, error in results if error is None)
-        print(f"{done} document(s), {relations} relation(s) -> {args.output}" + (f", {args.html}" if args.html else ""), file=sys.stderr)
-    return EXIT_BAD_INPUT if failures and done == 0 else 0
-
-
-def _write_submission(path, results):
-    from .metrics import to_official
-    from .pipeline_docre import to_docred_predictions
-
-    done = [(document, relations) for _, document, relations, error in results if error is None and relations is not None]
-    records = to_official(to_docred_predictions([r for _, r in done]), [d for d, _ in done]) if done else []
-    with open(path, "w", encoding="utf-8") as handle:
-        json.dump([{"title": p["title"], "h_idx": int(p["h_idx"]), "t_idx": int(p["t_idx"]), "r": p["r"],
-                    "evidence": [int(s) for s in p.get("evidence") or []]} for p in records], handle, ensure_ascii=False)
-
-
-def _run_documents(documents, args, pipe, preprocess, forward, postprocess, results, failures, flush, write_done):
-    """Run the documents in batches; fills `results` and `failures`. Returns the error that stopped the run, or None."""
-    from transformers.utils.logging import tqdm
-
-    chunk, slots, stopped = [], [], None
-    for source, document in tqdm(documents, desc="documents", unit="doc", disable=args.quiet):
-        error = document if isinstance(document, Exception) else None
-        if error is None:
-            try:
-                chunk.append(pipe.preprocess(document, **preprocess))
-                slots.append([source, None, None, None])
-                results.append(slots[-1])
-            except (ValueError, KeyError, TypeError) as caught:
-                error = InputFileError(f"{source}: {caught}")
-        if error is not None:
-            failures.append(error)
-            if args.errors == "raise":
-                stopped = error
-                break
-            results.append([source, document if isinstance(document, dict) else None, None, str(error)])
-        if len(chunk) == args.batch_size:
-            flush(chunk, slots)
-            chunk, slots = [], []
-            write_done()
-        elif error is not None:
-            write_done()
-    if chunk:
-        flush(chunk, slots)
-    return stopped
+        resumed = f" ({summary['skipped']} done before)" if summary["skipped"] else ""
+        print(f"{summary['documents']} document(s){resumed}, {summary['relations']} relation(s) -> {args.output}"
+              + (f", {args.html}" if args.html else ""), file=sys.stderr)
+    done = summary["documents"] + summary["skipped"]
+    return EXIT_BAD_INPUT if summary["failures"] and done == 0 else 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -249,7 +277,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top_k", type=int, help="at most this many relations per document")
     p.add_argument("--context", action="store_true", help="add the context words of each relation (and show them in --html)")
     p.add_argument("--batch_size", type=int, default=8, help="documents per model call")
-    p.add_argument("--device", default=None, help='"cpu", "cuda", "cuda:1", ... (default: the pipeline\'s choice)')
+    p.add_argument("--bucket_window", type=int, default=16,
+                   help="form batches by length within windows of this many batches (output order is kept); 1: input order")
+    p.add_argument("--device", default=None,
+                   help='"cpu", "cuda", "cuda:1", ... (default: the pipeline\'s choice; under torchrun each rank takes cuda:LOCAL_RANK)')
+    p.add_argument("--dtype", choices=("auto", "float32", "bfloat16", "float16"), default="float32",
+                   help="the model's weights and arithmetic (bfloat16 on a GPU halves memory and time)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="run again even if --output holds a finished run, or one of another model or input")
     p.add_argument("--errors", choices=("raise", "skip"), default="raise", help="stop at a bad document (default) or report it and go on")
     p.add_argument("--trust_remote_code", action="store_true", help="allow the model folder's own code (needed only without hf_docre's version of it)")
     p.add_argument("--quiet", action="store_true", help="no progress bar or summary")

@@ -213,12 +213,27 @@ def test_predict_writes_jsonl_as_it_goes(saved, redocred_documents, tmp_path, mo
 
     source = _jsonl(tmp_path, redocred_documents[:4])
     output = tmp_path / "out.jsonl"
-    monkeypatch.setattr(DocumentRelationExtractionPipeline, "run_preprocessed",
-                        _stopped_on_second_call(DocumentRelationExtractionPipeline.run_preprocessed))
+    original = DocumentRelationExtractionPipeline.run_preprocessed
+    monkeypatch.setattr(DocumentRelationExtractionPipeline, "run_preprocessed", _stopped_on_second_call(original))
     with pytest.raises(KeyboardInterrupt):
-        _cli(["predict", "--model", str(saved), "--input", str(source), "--output", str(output), "--batch_size", "2", "--quiet"])
+        _cli(["predict", "--model", str(saved), "--input", str(source), "--output", str(output), "--batch_size", "2",
+              "--bucket_window", "1", "--quiet"])
     lines = [json.loads(line) for line in output.read_text().splitlines()]
     assert [line["title"] for line in lines] == [d["title"] for d in redocred_documents[:2]]
+    # batches by length: the two longest documents ran first; they are kept (in input order), and a rerun does the rest
+    output.unlink()
+    import shutil
+
+    shutil.rmtree(str(output) + ".parts")
+    monkeypatch.setattr(DocumentRelationExtractionPipeline, "run_preprocessed", _stopped_on_second_call(original))
+    with pytest.raises(KeyboardInterrupt):
+        _cli(["predict", "--model", str(saved), "--input", str(source), "--output", str(output), "--batch_size", "2", "--quiet"])
+    lengths = [sum(len(s) for s in d["sents"]) for d in redocred_documents[:4]]
+    longest = sorted(sorted(range(4), key=lambda k: -lengths[k])[:2])
+    assert [json.loads(line)["title"] for line in output.read_text().splitlines()] == [redocred_documents[k]["title"] for k in longest]
+    monkeypatch.undo()
+    assert _cli(["predict", "--model", str(saved), "--input", str(source), "--output", str(output), "--batch_size", "2", "--quiet"]) == 0
+    assert [json.loads(line)["title"] for line in output.read_text().splitlines()] == [d["title"] for d in redocred_documents[:4]]
 
 
 # -- saved folders ------------------------------------------------------------------------------------------------
