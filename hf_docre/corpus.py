@@ -523,3 +523,117 @@ class _merge_predictions:
                     self.count += 1
                     handle.write(json.dumps(record, ensure_ascii=False) + "\n")
         os.replace(temporary, self.output)
+
+
+# -- jobs whose output is a folder of shards (teacher logits, pair scores) ------------------------------------------------
+
+
+def run_shard_folder(output_dir: str, manifest_name: str, manifest: dict, num_items: int, shard_size: int,
+                     shard_path: Callable[[int], str], compute: Callable[[list[int]], list], write_shard: Callable[[int, list], None],
+                     length: Callable[[int], int] | None = None, batch_size: int = 8, overwrite: bool = False,
+                     clear: Callable[[], None] | None = None, progress: bool = True, desc: str = "documents",
+                     log: Callable[[str], None] | None = None, mismatch: Callable[[list[str]], str] | None = None) -> None:
+    """Run a job whose output is a folder of shards of `shard_size` documents (`shard_path(shard)`), across the ranks
+    of torchrun / accelerate launch, resumable at document granularity.
+
+    Rank r takes the contiguous shards `S*r//W` to `S*(r+1)//W`. A shard already written is skipped; a shard in
+    progress keeps its finished documents in `<shard>.progress.jsonl` (one JSON line per document, flushed per
+    batch), so a rerun redoes at most the batch in flight. When all its documents are done the shard is written whole
+    (`write_shard(shard, records in input order)`) and its progress file removed. The folder's manifest
+    (`manifest_name`, written by rank 0) must match `manifest` unless `overwrite`, which deletes the shards
+    (`clear()`) first. `compute(indices)` returns one JSON-able record per index; `length(index)` orders a shard's
+    documents into batches by length (output order is kept)."""
+    group = _Group()
+    rank, world_size = group.rank, group.world_size
+    say = log or (lambda message: print(message, file=__import__("sys").stderr, flush=True))
+    num_shards = max(1, -(-num_items // shard_size))
+    path = os.path.join(output_dir, manifest_name)
+    decision = {"status": "run"}
+    if rank == 0:
+        os.makedirs(output_dir, exist_ok=True)
+        existing = None
+        if os.path.exists(path):
+            with open(path, encoding="utf-8") as handle:
+                existing = json.load(handle)
+        if existing is not None and existing != manifest:
+            differences = sorted(key for key in set(existing) | set(manifest) if existing.get(key) != manifest.get(key))
+            if not overwrite:
+                decision = {"status": "error", "message": mismatch(differences) if mismatch else
+                            f"{output_dir} holds another run (it differs in {', '.join(differences)}); use another folder, "
+                            "or overwrite to start again"}
+            else:
+                existing = None
+        if decision["status"] == "run" and existing is None:
+            for name in os.listdir(output_dir):
+                if name.endswith((".progress.jsonl", ".partial")):
+                    os.remove(os.path.join(output_dir, name))
+            if clear is not None:
+                clear()
+            _write_json(path, manifest)
+    decision = group.broadcast(decision)
+    if decision["status"] == "error":
+        group.close()
+        raise ValueError(decision["message"])
+    first, last = shard_bounds(num_shards, rank, world_size)
+    mine = [s for s in range(first, last) if not os.path.exists(shard_path(s))]
+    total = min(num_items, last * shard_size) - min(num_items, first * shard_size)
+    from transformers.utils.logging import tqdm
+
+    bar = tqdm(total=total, desc=f"{desc} (rank {rank})" if world_size > 1 else desc, unit="doc", disable=not progress,
+               position=rank if world_size > 1 else None)
+    bar.update(total - sum(min(num_items, (s + 1) * shard_size) - s * shard_size for s in mine))
+    ok = True
+    try:
+        for shard in mine:
+            start, stop = shard * shard_size, min(num_items, (shard + 1) * shard_size)
+            progress_path = shard_path(shard) + ".progress.jsonl"
+            done = {}
+            for index, record in _read_part(progress_path):
+                done[index] = record
+            _read_done(progress_path)  # cut a torn last line
+            if done:
+                say(f"rank {rank}: resuming shard {shard}, skipping {len(done)} document(s) already done")
+                bar.update(len(done))
+            todo = [i for i in range(start, stop) if i not in done]
+            if length is not None:
+                todo.sort(key=lambda i: -length(i))
+            with open(progress_path, "a", encoding="utf-8") as handle:
+                for k in range(0, len(todo), batch_size):
+                    indices = todo[k : k + batch_size]
+                    for index, record in zip(indices, compute(indices)):
+                        handle.write(json.dumps({"i": index, "r": record}, separators=(",", ":")) + "\n")
+                        done[index] = record
+                    handle.flush()
+                    os.fsync(handle.fileno())
+                    bar.update(len(indices))
+            write_shard(shard, [done[i] for i in range(start, stop)])
+            os.remove(progress_path)
+    except BaseException:
+        ok = False
+        bar.close()
+        if world_size == 1:
+            group.close()
+        raise
+    bar.close()
+    finished = group.gather(ok)
+    group.close()
+    if rank == 0 and world_size > 1:
+        say(f"{output_dir}: {sum(finished)} of {world_size} ranks finished their shards")
+
+
+def encode_array(values) -> dict:
+    """A numpy array as JSON: its dtype, shape and bytes in base64 (exact)."""
+    import base64
+
+    import numpy as np
+
+    values = np.ascontiguousarray(values)
+    return {"dtype": str(values.dtype), "shape": list(values.shape), "data": base64.b64encode(values.tobytes()).decode("ascii")}
+
+
+def decode_array(item: dict):
+    import base64
+
+    import numpy as np
+
+    return np.frombuffer(base64.b64decode(item["data"]), dtype=item["dtype"]).reshape(item["shape"])

@@ -38,48 +38,61 @@ SCORES_MANIFEST = "pair_scores.json"
 
 
 def write_pair_scores(ranker, features: Sequence[dict], output_dir: str, keep: int = 60, batch_size: int = 8,
-                      shard_size: int = 512) -> str:
+                      shard_size: int = 512, overwrite: bool = False, progress: bool = False) -> str:
     """Score every ordered pair of every document with the ranker and store each document's `keep` best pairs
-    (sorted, best first) and their scores as JSON-lines shards. Shards already written are kept: a stopped run
-    resumes. Returns the folder; read it back with `load_pair_scores`."""
-    os.makedirs(output_dir, exist_ok=True)
+    (sorted, best first) and their scores as JSON-lines shards. Returns the folder; read it back with
+    `load_pair_scores`.
+
+    A corpus job (`corpus.run_shard_folder`): under torchrun / accelerate launch each rank scores its contiguous
+    shards; a stopped run resumes (shards written are kept, a shard in progress keeps its finished documents), and
+    the folder's manifest records the ranker's and the documents' fingerprints, so a folder of another ranker or
+    other documents is refused unless `overwrite=True`. Documents are batched by length within a shard."""
+    from .corpus import run_shard_folder
+    from .distillation import features_fingerprint, teacher_fingerprint
+
     num_shards = max(1, -(-len(features) // shard_size))
-    manifest = {"num_documents": len(features), "num_shards": num_shards, "keep": keep, "shard_size": shard_size}
-    manifest_path = os.path.join(output_dir, SCORES_MANIFEST)
-    if os.path.exists(manifest_path):
-        with open(manifest_path) as f:
-            if json.load(f) != manifest:
-                raise ValueError(f"{output_dir} holds scores of other documents or settings; use another folder")
-    else:
-        with open(manifest_path, "w") as f:
-            json.dump(manifest, f)
+    manifest = {"num_documents": len(features), "num_shards": num_shards, "keep": keep, "shard_size": shard_size,
+                "ranker_fingerprint": teacher_fingerprint(ranker), "features_fingerprint": features_fingerprint(features)}
     collator = DocREDataCollator.from_model(ranker)
     device = next(ranker.parameters()).device
+
+    def shard_path(shard):
+        return os.path.join(output_dir, f"scores-{shard:05d}.jsonl")
+
+    def compute(indices):
+        chunk = [{k: v for k, v in features[i].items() if k != "labels"} for i in indices]
+        batch = collator(chunk)
+        with torch.inference_mode():
+            scores = ranker.score_pairs(**{k: batch[k].to(device) for k in
+                                           ("input_ids", "attention_mask", "mention_index", "pair_index")}).float().cpu()
+        rows = []
+        for offset, (index, feature) in enumerate(zip(indices, chunk)):
+            pairs = batch["pair_index"][offset]
+            real = int((pairs[:, 0] >= 0).sum())
+            order = torch.argsort(scores[offset, :real], descending=True, stable=True)[:keep]
+            rows.append({"index": index, "title": feature.get("title"), "pairs": pairs[order].tolist(),
+                         "scores": scores[offset, order].tolist()})
+        return rows
+
+    def write_shard(shard, rows):
+        temporary = shard_path(shard) + ".partial"
+        with open(temporary, "w") as f:
+            f.writelines(json.dumps(row) + "\n" for row in rows)
+        os.replace(temporary, shard_path(shard))
+
+    def clear():
+        for name in os.listdir(output_dir):
+            if name.startswith("scores-") and name.endswith(".jsonl"):
+                os.remove(os.path.join(output_dir, name))
+
     was_training = ranker.training
     ranker.eval()
     try:
-        for shard in range(num_shards):
-            path = os.path.join(output_dir, f"scores-{shard:05d}.jsonl")
-            if os.path.exists(path):
-                continue
-            rows = []
-            for start in range(shard * shard_size, min(len(features), (shard + 1) * shard_size), batch_size):
-                chunk = [{k: v for k, v in features[i].items() if k != "labels"}
-                         for i in range(start, min(len(features), (shard + 1) * shard_size, start + batch_size))]
-                batch = collator(chunk)
-                with torch.inference_mode():
-                    scores = ranker.score_pairs(**{k: batch[k].to(device) for k in
-                                                   ("input_ids", "attention_mask", "mention_index", "pair_index")}).float().cpu()
-                for offset, feature in enumerate(chunk):
-                    pairs = batch["pair_index"][offset]
-                    real = int((pairs[:, 0] >= 0).sum())
-                    order = torch.argsort(scores[offset, :real], descending=True, stable=True)[:keep]
-                    rows.append({"index": start + offset, "title": feature.get("title"),
-                                 "pairs": pairs[order].tolist(), "scores": scores[offset, order].tolist()})
-            temporary = path + ".partial"
-            with open(temporary, "w") as f:
-                f.writelines(json.dumps(row) + "\n" for row in rows)
-            os.replace(temporary, path)
+        run_shard_folder(str(output_dir), SCORES_MANIFEST, manifest, len(features), shard_size, shard_path, compute, write_shard,
+                         length=lambda i: len(features[i]["input_ids"]), batch_size=batch_size, overwrite=overwrite,
+                         clear=clear, progress=progress, desc="pair scores",
+                         mismatch=lambda differences: f"{output_dir} holds scores of other documents or settings (they differ in "
+                                                      f"{', '.join(differences)}); use another folder, or overwrite=True")
     finally:
         ranker.train(was_training)
     return output_dir

@@ -58,22 +58,27 @@ def write_teacher_logits(teacher, features, output_dir, batch_size=8, shard_size
     Args:
         teacher: a trained DocRE model (its tokenizer made `features`).
         features: a list or `datasets.Dataset` of DocRE features (from `DocREFeaturizer`), labels optional.
-        output_dir: folder of the shards and a manifest. Shards already there are kept (the run resumes). The
-            manifest records fingerprints of the teacher's weights and of the features: a folder written for
-            another teacher (even retrained at the same path), other documents, or another shard size is an
-            error, unless `overwrite=True`, which deletes its shards and writes them anew.
-        shard_size: documents per shard, the unit of resumption.
+        output_dir: folder of the shards and a manifest. Shards already there are kept, and a shard in progress keeps
+            its finished documents (the run resumes, redoing at most one batch). The manifest records fingerprints
+            of the teacher's weights and of the features: a folder written for another teacher (even retrained at
+            the same path), other documents, or another shard size is an error, unless `overwrite=True`, which
+            deletes its shards and writes them anew. Under torchrun / accelerate launch each rank writes its
+            contiguous shards (`corpus.run_shard_folder`); the folder is the one a single process writes.
+        shard_size: documents per shard.
         dtype: `"float16"` (half the disk) or `"float32"`.
         with_evidence: also store `teacher_evidence`, each pair's localized-context weights over the tokens ([P * L]
             per document; DREEAM's self-training). Default: when the teacher's head learns from evidence.
     Returns:
-        `load_teacher_logits(output_dir)`.
+        `load_teacher_logits(output_dir)` (on every rank: they wait for each other).
     """
     from datasets import Dataset, Features, List, Value
+
+    from .corpus import decode_array, encode_array, run_shard_folder
 
     os.makedirs(output_dir, exist_ok=True)
     num_features = len(features)
     num_shards = max(1, -(-num_features // shard_size))
+    evidence = bool(getattr(teacher.head, "needs_context_weights", False)) if with_evidence is None else bool(with_evidence)
     manifest = {
         "teacher": str(getattr(teacher.config, "_name_or_path", "")),
         "num_relations": teacher.config.num_relations,
@@ -81,79 +86,71 @@ def write_teacher_logits(teacher, features, output_dir, batch_size=8, shard_size
         "shard_size": shard_size,
         "num_shards": num_shards,
         "dtype": dtype,
-        "with_evidence": bool(getattr(teacher.head, "needs_context_weights", False)) if with_evidence is None else bool(with_evidence),
+        "with_evidence": evidence,
         "teacher_fingerprint": teacher_fingerprint(teacher),
         "features_fingerprint": features_fingerprint(features),
     }
     manifest_path = os.path.join(output_dir, MANIFEST)
-    existing = None
     if os.path.exists(manifest_path):
         with open(manifest_path) as f:
             existing = json.load(f)
-        existing.setdefault("with_evidence", False)  # manifests written before DREEAM's self-training
-        if existing != manifest:
-            differences = sorted(key for key in manifest if existing.get(key) != manifest[key])
-            if not overwrite:
-                raise ValueError(
-                    f"{output_dir} holds teacher logits of another run (they differ in {', '.join(differences)}); "
-                    "use an empty folder, or overwrite=True to write them anew."
-                )
-            for name in os.listdir(output_dir):
-                if name.startswith("teacher-") and name.endswith((".parquet", ".partial")):
-                    os.remove(os.path.join(output_dir, name))
-            existing = None
-    if existing is None:
-        with open(manifest_path, "w") as f:
-            json.dump(manifest, f, indent=2)
+        if "with_evidence" not in existing:  # manifests written before DREEAM's self-training
+            existing["with_evidence"] = False
+            with open(manifest_path, "w") as f:
+                json.dump(existing, f, indent=2)
 
     collator = DocREDataCollator(teacher.tokenizer.pad_token_id if teacher.tokenizer is not None else 0, teacher.config.num_relations)
-    # A teacher whose head learns from evidence (DREEAM) also stores its context weights, for the student's self-training.
-    evidence = bool(getattr(teacher.head, "needs_context_weights", False)) if with_evidence is None else bool(with_evidence)
     device = next(teacher.parameters()).device
+    stored_keys = ("labels", "teacher_logits", "teacher_evidence", "evidence_labels")
+
+    def compute(indices):
+        rows = [dict(features[i]) for i in indices]
+        batch = collator([{k: v for k, v in row.items() if k not in stored_keys} for row in rows])
+        batch = {k: v.to(device) for k, v in batch.items()}
+        with torch.inference_mode():
+            output = teacher(**batch, output_context_weights=evidence)
+            logits = output.logits.float().cpu().numpy()
+            weights = output.context_weights.float().cpu().numpy() if evidence else None
+        records = []
+        for b, row in enumerate(rows):
+            pairs = num_feature_pairs(row)
+            record = {"teacher_logits": encode_array(logits[b, :pairs].astype(dtype).reshape(-1))}
+            if evidence:  # DREEAM's self-training: the pairs' context weights over the document's tokens
+                record["teacher_evidence"] = encode_array(weights[b, :pairs, : len(row["input_ids"])].astype(dtype).reshape(-1))
+            records.append(record)
+        return records
+
+    def write_shard(shard, records):
+        start = shard * shard_size
+        rows = []
+        for offset, record in enumerate(records):
+            row = dict(features[start + offset])
+            row.update({key: decode_array(value) for key, value in record.items()})
+            rows.append(row)
+        keys = list(dict.fromkeys(key for row in rows for key in row))
+        rows = [{key: row.get(key) for key in keys} for row in rows]
+        path = _shard_path(output_dir, shard, num_shards)
+        temporary = path + ".partial"
+        Dataset.from_list(rows, features=_schema(keys, dtype, Features, List, Value)).to_parquet(temporary)
+        os.replace(temporary, path)  # a shard is there whole or not at all
+
+    def clear():
+        for name in os.listdir(output_dir):
+            if name.startswith("teacher-") and name.endswith((".parquet", ".partial")):
+                os.remove(os.path.join(output_dir, name))
+
     was_training = teacher.training
     teacher.eval()
-    bar = None
-    if progress:
-        from transformers.utils.logging import tqdm
-
-        bar = tqdm(total=num_shards, desc="teacher logits (shards)", unit="shard")
     try:
-        for shard in range(num_shards):
-            path = _shard_path(output_dir, shard, num_shards)
-            if not os.path.exists(path):
-                start, stop = shard * shard_size, min(num_features, (shard + 1) * shard_size)
-                rows = [dict(features[i]) for i in range(start, stop)]
-                stored = []
-                for first in range(0, len(rows), batch_size):
-                    chunk = rows[first : first + batch_size]
-                    batch = collator([{k: v for k, v in row.items()
-                                       if k not in ("labels", "teacher_logits", "teacher_evidence", "evidence_labels")} for row in chunk])
-                    batch = {k: v.to(device) for k, v in batch.items()}
-                    with torch.inference_mode():
-                        output = teacher(**batch, output_context_weights=evidence)
-                        logits = output.logits.float().cpu().numpy()
-                        weights = output.context_weights.float().cpu().numpy() if evidence else None
-                    for b, row in enumerate(chunk):
-                        pairs = num_feature_pairs(row)
-                        item = {"teacher_logits": logits[b, :pairs].astype(dtype).reshape(-1)}
-                        if evidence:  # DREEAM's self-training: the pairs' context weights over the document's tokens
-                            item["teacher_evidence"] = weights[b, :pairs, : len(row["input_ids"])].astype(dtype).reshape(-1)
-                        stored.append(item)
-                for row, values in zip(rows, stored):
-                    row.update(values)
-                keys = list(dict.fromkeys(key for row in rows for key in row))
-                rows = [{key: row.get(key) for key in keys} for row in rows]
-                schema = _schema(keys, dtype, Features, List, Value)
-                temporary = path + ".partial"
-                Dataset.from_list(rows, features=schema).to_parquet(temporary)
-                os.replace(temporary, path)  # a shard is there whole or not at all
-            if bar is not None:
-                bar.update(1)
+        run_shard_folder(
+            output_dir, MANIFEST, manifest, num_features, shard_size, lambda shard: _shard_path(output_dir, shard, num_shards),
+            compute, write_shard, length=lambda i: len(features[i]["input_ids"]), batch_size=batch_size, overwrite=overwrite,
+            clear=clear, progress=progress, desc="teacher logits",
+            mismatch=lambda differences: f"{output_dir} holds teacher logits of another run (they differ in {', '.join(differences)}); "
+                                         "use an empty folder, or overwrite=True to write them anew.")
     finally:
-        if bar is not None:
-            bar.close()
         teacher.train(was_training)
-    return load_teacher_logits(output_dir)
+    return load_teacher_logits(output_dir)  # every rank's shards are written once run_shard_folder returns
 
 
 def _schema(keys, dtype, Features, List, Value):
