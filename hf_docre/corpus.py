@@ -43,9 +43,11 @@ def distributed_world() -> tuple[int, int]:
     return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
 
 
-def shard_bounds(num_items: int, rank: int, world_size: int) -> tuple[int, int]:
-    """[start, stop) of rank `rank`'s contiguous shard of `num_items` items."""
-    return num_items * rank // world_size, num_items * (rank + 1) // world_size
+def shard_bounds(num_items: int, rank: int, world_size: int, align: int = 1) -> tuple[int, int]:
+    """[start, stop) of rank `rank`'s contiguous shard of `num_items` items; shards start at multiples of `align` (so
+    that batches formed within windows of `align` items are the same whatever the number of ranks)."""
+    units = -(-num_items // align)
+    return min(num_items, units * rank // world_size * align), min(num_items, units * (rank + 1) // world_size * align)
 
 
 class _Group:
@@ -93,17 +95,19 @@ class CorpusJob:
         num_items: documents in the input.
         overwrite: start again when the folder holds another (or a finished) run.
         log: where the job says what it skips and merges (default: stderr).
+        align: shards start at multiples of this (the bucketing window).
     """
 
     def __init__(self, parts_dir: str, manifest: dict, num_items: int, overwrite: bool = False,
-                 log: Callable[[str], None] | None = None):
+                 log: Callable[[str], None] | None = None, align: int = 1):
         self.parts_dir = parts_dir
         self.num_items = num_items
         self.overwrite = overwrite
         self.group = _Group()
         self.rank, self.world_size = self.group.rank, self.group.world_size
         self.manifest = {**manifest, "num_items": num_items, "world_size": self.world_size}
-        self.start, self.stop = shard_bounds(num_items, self.rank, self.world_size)
+        self.align = align
+        self.start, self.stop = shard_bounds(num_items, self.rank, self.world_size, align)
         self.log = log or (lambda message: print(message, file=__import__("sys").stderr, flush=True))
         self.done_indices: set[int] = set()
         self._handle = None
@@ -243,7 +247,7 @@ class CorpusJob:
         bucketing does, is reordered with a buffer of at most one bucketing window). With `partial`, documents not
         done are left out; otherwise one missing is an error."""
         for rank in range(self.world_size):
-            start, stop = shard_bounds(self.num_items, rank, self.world_size)
+            start, stop = shard_bounds(self.num_items, rank, self.world_size, self.align)
             pending, expected = {}, start
             for index, record in _read_part(self.part_path(rank)):
                 if not start <= index < stop:
@@ -402,13 +406,13 @@ def predict_corpus(pipe, documents, output: str, batch_size: int = 8, bucket_win
         "input": input_fingerprint if input_fingerprint is not None else documents.fingerprint(),
         "output": os.path.basename(output),
     }
-    job = CorpusJob(output + ".parts", manifest, len(documents), overwrite=overwrite, log=log)
+    window = batch_size * max(1, bucket_window)
+    job = CorpusJob(output + ".parts", manifest, len(documents), overwrite=overwrite, log=log, align=window)
     if not job.begin(clear=lambda: remove_path(output)):
         return {"complete": True, "documents": 0, "relations": 0, "failures": [], "stopped": None, "skipped": job.num_items,
                 "written": job.num_items, "results": []}
     skipped = len(job.done_indices)
     preprocess, forward, postprocess = params
-    window = batch_size * max(1, bucket_window)
     summary = {"documents": 0, "relations": 0, "failures": [], "stopped": None}
     kept = []
     bar = RankProgress(job, "documents", disable=not progress)
@@ -429,7 +433,10 @@ def predict_corpus(pipe, documents, output: str, batch_size: int = 8, bucket_win
         return {"title": (document if isinstance(document, dict) else {}).get("title", ""), "source": source, "error": message}
 
     def run_window(pending):
-        """Preprocess a window, run it in length buckets, write it. Returns False when a bad document stops the run."""
+        """Preprocess a window, run it in batches (by length), write the documents not done yet. A batch is the same
+        whether the run is fresh or resumed (a resumed batch reruns its done documents and writes only the others),
+        so a resumed run writes exactly what an uninterrupted one does. Returns False when a bad document stops the
+        run."""
         prepared, stop_at = [], None
         for index, source, document in pending:
             error = document if isinstance(document, Exception) else None
@@ -439,6 +446,8 @@ def predict_corpus(pipe, documents, output: str, batch_size: int = 8, bucket_win
                     continue
                 except (ValueError, KeyError, TypeError) as caught:
                     error = caught
+            if index in job.done_indices:
+                continue
             message = str(error) if str(error).startswith(source) else f"{source}: {error}"
             summary["failures"].append(message)
             if errors == "raise":
@@ -453,29 +462,37 @@ def predict_corpus(pipe, documents, output: str, batch_size: int = 8, bucket_win
             batches = [list(range(k, min(k + batch_size, len(prepared)))) for k in range(0, len(prepared), batch_size)]
         for positions in batches:
             part = [prepared[k] for k in positions]
+            if all(index in job.done_indices for index, _, _ in part):
+                continue
             results = pipe.run_preprocessed([item[2] for item in part], forward, postprocess)
             written = []
             for (index, source, _), result in zip(part, results):
+                if index in job.done_indices:
+                    continue
                 written.append((index, record_of(source, result["document"], result["relations"])))
                 summary["documents"] += 1
                 summary["relations"] += len(result["relations"])
                 if keep_documents:
                     kept.append((index, result["document"], result["relations"]))
             job.write(written)
-            bar.update(len(part))
+            bar.update(len(written))
         return stop_at is None
 
+    # Windows sit at fixed positions (multiples of `window`), so their batches do not depend on the number of ranks;
+    # a window whose documents are all done is not read at all.
+    open_windows = {k // window for k in range(job.start, job.stop) if k not in job.done_indices}
     ok = True
     try:
-        pending = []
-        selected = documents.select(lambda i: job.start <= i < job.stop and i not in job.done_indices)
+        pending, current = [], None
+        selected = documents.select(lambda i: job.start <= i < job.stop and i // window in open_windows)
         for item in selected:
-            pending.append(item)
-            if len(pending) == window:
+            if current is not None and item[0] // window != current:
                 ok = run_window(pending)
                 pending = []
                 if not ok:
                     break
+            current = item[0] // window
+            pending.append(item)
         if ok and pending:
             ok = run_window(pending)
     except BaseException:
@@ -594,18 +611,23 @@ def run_shard_folder(output_dir: str, manifest_name: str, manifest: dict, num_it
             if done:
                 say(f"rank {rank}: resuming shard {shard}, skipping {len(done)} document(s) already done")
                 bar.update(len(done))
-            todo = [i for i in range(start, stop) if i not in done]
+            # The shard's batches are the same in a fresh and a resumed run: a batch with any document not done is
+            # run whole, and only those documents are written.
+            order = list(range(start, stop))
             if length is not None:
-                todo.sort(key=lambda i: -length(i))
+                order.sort(key=lambda i: -length(i))
             with open(progress_path, "a", encoding="utf-8") as handle:
-                for k in range(0, len(todo), batch_size):
-                    indices = todo[k : k + batch_size]
-                    for index, record in zip(indices, compute(indices)):
+                for k in range(0, len(order), batch_size):
+                    indices = order[k : k + batch_size]
+                    if all(i in done for i in indices):
+                        continue
+                    new = [(index, record) for index, record in zip(indices, compute(indices)) if index not in done]
+                    for index, record in new:
                         handle.write(json.dumps({"i": index, "r": record}, separators=(",", ":")) + "\n")
                         done[index] = record
                     handle.flush()
                     os.fsync(handle.fileno())
-                    bar.update(len(indices))
+                    bar.update(len(new))
             write_shard(shard, [done[i] for i in range(start, stop)])
             os.remove(progress_path)
     except BaseException:
