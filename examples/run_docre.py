@@ -329,13 +329,14 @@ def main():
     eval_split = data_args.validation_split
     train_features = features.get(data_args.train_split)
     if model_args.teacher_model_name_or_path and training_args.do_train:
-        # Knowledge distillation: the teacher's logits on the training documents, computed once (by the main
-        # process; resumable shard by shard) and read from disk by every process.
+        # Knowledge distillation: the teacher's logits on the training documents, computed once and read from disk
+        # by every process. Under torchrun every rank computes its contiguous shards (resumable, see hf_docre.corpus)
+        # and they wait for each other before training.
         folder = model_args.teacher_logits_dir or os.path.join(training_args.output_dir, "teacher_logits")
-        with training_args.main_process_first(desc="teacher logits"):
-            teacher = DocREModel.from_pretrained(model_args.teacher_model_name_or_path).to(training_args.device)
-            train_features = write_teacher_logits(teacher, train_features, folder, batch_size=training_args.per_device_eval_batch_size)
-            del teacher
+        teacher = DocREModel.from_pretrained(model_args.teacher_model_name_or_path).to(training_args.device)
+        train_features = write_teacher_logits(teacher, train_features, folder, batch_size=training_args.per_device_eval_batch_size,
+                                              progress=training_args.local_process_index == 0)
+        del teacher
         logger.info("Distilling from %s: %d training documents with teacher logits in %s", model_args.teacher_model_name_or_path, len(train_features), folder)
 
     # Our push writes the whole folder and the card; the stock push would overwrite README.md.
