@@ -356,6 +356,8 @@ class SequenceDocuments:
     def fingerprint(self) -> str:
         import hashlib
 
+        if isinstance(getattr(self.documents, "_fingerprint", None), str):  # a datasets.Dataset knows its own
+            return self.documents._fingerprint
         digest = hashlib.sha256()
         for index in range(len(self.documents)):
             digest.update(json.dumps(self.documents[index], sort_keys=True, default=str).encode())
@@ -394,7 +396,7 @@ def predict_corpus(pipe, documents, output: str, batch_size: int = 8, bucket_win
         `{"complete", "documents", "relations", "failures" (messages), "stopped" (the message that stopped a rank, or
         None), "skipped" (documents already done), "results" (with keep_documents)}`, gathered from every rank.
     """
-    if not hasattr(documents, "select"):
+    if not (hasattr(documents, "select") and hasattr(documents, "fingerprint")):  # a list or a Dataset
         documents = SequenceDocuments(documents)
     submission = os.path.splitext(output)[1].lower() == ".json"
     params = [dict(p or {}) for p in (preprocess_params, forward_params, postprocess_params)]

@@ -126,6 +126,12 @@ def test_predict_corpus_in_python_keeps_order_with_length_buckets(models, corpus
         [[(x["head"]["index"], x["tail"]["index"], x["relation_id"]) for x in r["relations"]] for r in in_order]
     for a, b in zip(bucketed, in_order):
         assert [x["score"] for x in a["relations"]] == pytest.approx([x["score"] for x in b["relations"]], abs=1e-5)
+    # a datasets.Dataset is read row by row; the same windows give the same bytes
+    from datasets import Dataset
+
+    from_dataset = predict_corpus_lines(pipe, Dataset.from_list(documents), tmp_path / "c.jsonl", bucket_window=4, batch_size=3,
+                                        **options)
+    assert from_dataset == bucketed
 
 
 def predict_corpus_lines(pipe, documents, output, **kwargs):
