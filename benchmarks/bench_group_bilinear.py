@@ -72,7 +72,7 @@ def main():
     }
     grad = torch.randn(args.pairs, args.relations, device=args.device, dtype=dtype)
     reference = None
-    for name, run in candidates.items():
+    for run in candidates.values():
         out = run()
         grads = torch.autograd.grad(out, (head, tail, layer.weight, layer.bias), grad)
         if reference is None:
@@ -98,7 +98,7 @@ def main():
         for name, run in candidates.items():
             with torch.no_grad():
                 forward[name].append(timed(run))
-            both[name].append(timed(lambda: torch.autograd.grad(run(), (head, tail, layer.weight, layer.bias), grad)))
+            both[name].append(timed(lambda run=run: torch.autograd.grad(run(), (head, tail, layer.weight, layer.bias), grad)))
     base_f, base_b = statistics.median(forward[next(iter(candidates))]), statistics.median(both[next(iter(candidates))])
     print(f"\n{args.pairs} pairs, emb {args.emb}, block {args.block}, {args.relations} relations, {args.device} {args.dtype}, "
           f"{torch.get_num_threads()} threads\n\n| formulation | forward ms | ratio | forward + backward ms | ratio |\n| --- | --- | --- | --- | --- |")
