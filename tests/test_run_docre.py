@@ -74,6 +74,15 @@ def test_run_docre_under_torchrun_with_two_processes(encoder_dirs, files, tmp_pa
     assert "Process rank: 0, world size: 2" in log and "Process rank: 1, world size: 2" in log
     assert "distributed training: True" in log
     check_outputs(output_dir, redocred_documents)
+    # distillation under torchrun: the two ranks split the teacher pass (their shards), then train the student
+    student = tmp_path / "ddp-student"
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29518", str(SCRIPT),
+               *arguments(encoder_dirs, files, student, 2), "--teacher_model_name_or_path", str(output_dir)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert "Distilling from" in result.stdout + result.stderr
+    assert json.loads((student / "teacher_logits" / "teacher_logits.json").read_text())["num_features"] == 4
+    assert len(list((student / "teacher_logits").glob("teacher-*.parquet"))) == 1
 
 
 @pytest.mark.slow
