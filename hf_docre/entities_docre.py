@@ -356,14 +356,19 @@ def _merge_token_tags(items, offset):
 
 
 _CONNECTORS = {"of", "the", "de", "la", "du", "del", "von", "van", "and", "&", "for", "on", "upon"}
+# Words that make the capitalised word before them a place ("Rakai District"): a recogniser that stopped before them
+# gets them added, and the span becomes a location.
+_PLACE_WORDS = "District|County|Province|Prefecture|Region|Governorate|Oblast|Township|Parish"
 _DETERMINERS = ("the ", "a ", "an ")
 
 
 def repair_span_edges(text: str, spans: Sequence[dict]) -> list[dict]:
     """Recogniser spans with their edges cleaned, as DocRED writes mentions: a leading lower-case determiner ("the
-    Beatles") and a trailing possessive ("Ada's") are cut; a span that ends in a connecting word ("the Democratic
+    Beatles") and a trailing possessive ("Ada's") are cut, unless capitalised words follow on the same line, which
+    the name was cut before ("Kibaale Children's" + "Centre"); a span that ends in a connecting word ("the Democratic
     Republic of the") is joined to the span or the capitalised words right after it on the same line ("Congo"),
-    else the dangling words are cut. Spans with an `entity_id` are kept as they are."""
+    else the dangling words are cut; a place word right after a span is added and makes it a location ("Rakai" +
+    "District"). Spans with an `entity_id` are kept as they are."""
     spans = sorted((dict(span) for span in spans), key=lambda span: (span["start"], -span["end"]))
     out = []
     i = 0
@@ -378,8 +383,18 @@ def repair_span_edges(text: str, spans: Sequence[dict]) -> list[dict]:
             if text.startswith(determiner, start) and end - start > len(determiner):
                 start += len(determiner)
         possessive = re.search(r"(?:'|\u2019)s?$", text[start:end])
-        if possessive and end - start - len(possessive.group()) > 1 and text[start:end] != possessive.group():
+        continued = re.match(rf"{_NAME_SPACE}([A-Z][\w'\u2019-]*(?:{_NAME_SPACE}[A-Z][\w'\u2019-]*)*)", text[end:])
+        if possessive and continued and ((i < len(spans) and spans[i]["start"] < end + continued.end())
+                                         or map_entity_label(span.get("label", "")) == "PER"):
+            continued = None  # the next span starts there, or a person's possessive ("Babbage's Engine")
+        if possessive and continued:  # "Kibaale Children's" + "Centre": a name cut after its possessive
+            end += continued.end()
+        elif possessive and end - start - len(possessive.group()) > 1 and text[start:end] != possessive.group():
             end -= len(possessive.group())
+        place = re.match(rf"{_NAME_SPACE}({_PLACE_WORDS})\b", text[end:])
+        if place and not (i < len(spans) and spans[i]["start"] < end + place.end()):  # "Rakai" + "District"
+            end += place.end()
+            span["label"] = "LOC" if map_entity_label(span.get("label", "")) in ("PER", "MISC", "ORG", None) else span["label"]
         words = list(re.finditer(r"\S+", text[start:end]))
         if len(words) >= 2 and words[-1].group().casefold() in _CONNECTORS:
             gap = re.match(r"[^\S\n]+", text[end:])

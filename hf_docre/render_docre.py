@@ -149,11 +149,12 @@ body { font: 15px/1.9 system-ui, -apple-system, "Segoe UI", sans-serif; margin: 
    however long the article is. */
 .docre-text { position: relative; white-space: pre-wrap; padding: 40px 8px 8px; max-height: calc(100vh - 130px); overflow: auto; }
 .docre-text svg { position: absolute; left: 0; top: 0; pointer-events: none; overflow: visible; }
-.docre-panel { align-self: start; max-height: calc(100vh - 130px); overflow: auto; box-sizing: border-box;
+.docre-panel { align-self: start; max-height: calc(100vh - 130px); overflow-y: auto; overflow-x: hidden; box-sizing: border-box;
   padding: 4px 4px 12px; font-size: 14px; }
 .docre-panel ol { margin: 4px 0; }
 .docre-filters { display: flex; flex-wrap: wrap; gap: 4px 10px; align-items: center; font-size: 13px; margin: 4px 0; }
-.docre-filters select, .docre-filters input { font: inherit; }
+.docre-filters select, .docre-filters input { font: inherit; max-width: 100%; }
+.docre-filters label { max-width: 100%; }
 .docre-empty { background: #f8f9fa; border-radius: 4px; padding: 6px 8px; font-size: 13px; }
 .docre-entities { font-size: 13px; }
 .docre-entities li { line-height: 1.5; }
@@ -181,10 +182,12 @@ _SCRIPT = r"""
   var errors = [];
   window.addEventListener("error", function (event) { errors.push(String(event.message)); document.body.setAttribute("data-errors", errors.join(" | ")); });
   var data = JSON.parse(document.getElementById("docre-data").textContent);
+  // A mention wrapped over two lines has two boxes: arrows and distances use its first.
+  function box(el) { var rects = el.getClientRects(); return rects.length ? rects[0] : el.getBoundingClientRect(); }
   function nearest(a, b) {
     var best = null;
     a.forEach(function (x) { b.forEach(function (y) {
-      var rx = x.getBoundingClientRect(), ry = y.getBoundingClientRect();
+      var rx = box(x), ry = box(y);
       var d = Math.abs(rx.top - ry.top) * 4 + Math.abs(rx.left - ry.left);
       if (best === null || d < best[0]) best = [d, x, y];
     }); });
@@ -209,12 +212,12 @@ _SCRIPT = r"""
     var hovered = -1;
     function marks(entity) { return Array.prototype.slice.call(textBox.querySelectorAll('mark.ent[data-e="' + entity + '"]')); }
     function visible(r) { return items[r] && !items[r].hidden; }
-    function arrow(relation, r, selected, box) {
+    function arrow(relation, r, selected, frame) {
       var pair = nearest(marks(relation.head), marks(relation.tail));
       if (pair === null) return null;
-      var a = pair[1].getBoundingClientRect(), b = pair[2].getBoundingClientRect();
+      var a = box(pair[1]), b = box(pair[2]);
       // in the text box's content coordinates (it scrolls, the svg scrolls with its content)
-      var dx = textBox.scrollLeft - box.left, dy = textBox.scrollTop - box.top;
+      var dx = textBox.scrollLeft - frame.left, dy = textBox.scrollTop - frame.top;
       var x1 = a.left + a.width / 2 + dx, y1 = a.top + dy, x2 = b.left + b.width / 2 + dx, y2 = b.top + dy;
       var lift = Math.min(36, 12 + Math.abs(x2 - x1) / 12);
       var path = document.createElementNS("http://www.w3.org/2000/svg", "path");
@@ -234,13 +237,13 @@ _SCRIPT = r"""
     // would cover the text.
     function draw() {
       while (svg.firstChild) svg.removeChild(svg.firstChild);
-      var box = textBox.getBoundingClientRect();
+      var frame = textBox.getBoundingClientRect();
       svg.setAttribute("width", textBox.scrollWidth); svg.setAttribute("height", textBox.scrollHeight);
       var defs = document.createElementNS("http://www.w3.org/2000/svg", "defs");
       defs.innerHTML = '<marker id="docre-arrowhead-' + d + '" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="6" markerHeight="6" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="#d62828"></path></marker>';
       svg.appendChild(defs);
-      if (hovered >= 0 && hovered !== doc.selected && visible(hovered)) arrow(doc.relations[hovered], hovered, false, box);
-      if (doc.selected >= 0 && visible(doc.selected)) arrow(doc.relations[doc.selected], doc.selected, true, box);
+      if (hovered >= 0 && hovered !== doc.selected && visible(hovered)) arrow(doc.relations[hovered], hovered, false, frame);
+      if (doc.selected >= 0 && visible(doc.selected)) arrow(doc.relations[doc.selected], doc.selected, true, frame);
     }
     function select(r, scroll) {
       doc.selected = r;

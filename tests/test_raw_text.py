@@ -608,6 +608,12 @@ def test_recogniser_spans_get_clean_edges():
     repaired = repair_span_edges(text, spans)
     assert [(text[s["start"]:s["end"]], s["label"]) for s in repaired] == [
         ("Democratic Republic of the Congo", "GPE"), ("Ada", "PERSON"), ("Analytical Engine of Babbage", "PRODUCT")]
+    # a name cut after its possessive is completed, a person's possessive is not; a place word makes a place
+    text = "Kibaale Children's Centre is in Rakai\nDistrict. Babbage's Analytical Engine."  # a hard-wrapped line
+    spans = [{"start": s, "end": e, "label": label} for (s, e), label in [
+        (span(text, "Kibaale Children's"), "ORG"), (span(text, "Rakai"), "PERSON"), (span(text, "Babbage's"), "PERSON")]]
+    assert [(text[s["start"]:s["end"]], s["label"]) for s in repair_span_edges(text, spans)] == [
+        ("Kibaale Children's Centre", "ORG"), ("Rakai\nDistrict", "LOC"), ("Babbage", "PERSON")]
     # dangling connectors with nothing capitalised after them are cut; spans with an entity id are kept
     text = "He went to the Bank of and left."
     assert [text[s["start"]:s["end"]] for s in repair_span_edges(text, [dict(zip(("start", "end"), span(text, "the Bank of and")), label="ORG")])] == ["Bank"]
