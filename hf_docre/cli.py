@@ -209,7 +209,8 @@ def predict(args) -> int:
     except (OSError, ValueError) as error:
         where = "no such folder here, and not a model the Hub serves" if not os.path.exists(args.model) else "not a model folder"
         raise InputFileError(f"--model {args.model}: {where} ({str(error).splitlines()[0][:200]})") from None
-    options = {"threshold": args.threshold, "top_k": args.top_k, "return_context": args.context or None}
+    options = {"threshold": args.threshold, "top_k": args.top_k, "return_context": args.context or None,
+               "max_sentence_distance": args.max_sentence_distance}
     preprocess, forward, postprocess = pipe._merged_parameters({k: v for k, v in options.items() if v is not None})
     preprocess["recognizer"] = _recognizer(args.recognizer, device)
     fingerprint_params = dict(preprocess, recognizer=args.recognizer)
@@ -275,6 +276,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "model folder / Hub id; default: spaCy en_core_web_sm (pip install \"hf_docre[text]\")")
     p.add_argument("--threshold", type=float, help="keep relations whose score is above this (default: the model's decision)")
     p.add_argument("--top_k", type=int, help="at most this many relations per document")
+    p.add_argument("--max_sentence_distance", type=int,
+                   help="score only entity pairs with mentions at most this many sentences apart (long texts with a model "
+                        "trained on single documents)")
     p.add_argument("--context", action="store_true", help="add the context words of each relation (and show them in --html)")
     p.add_argument("--batch_size", type=int, default=8, help="documents per model call")
     p.add_argument("--bucket_window", type=int, default=16,

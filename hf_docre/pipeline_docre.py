@@ -41,7 +41,7 @@ __all__ = ["DocumentRelationExtractionPipeline", "SpanAlignmentError", "text_to_
 
 _OPTIONS = ("max_relations_per_pair", "threshold", "top_k", "return_context", "context_words", "snap_spans",
             "sentence_splitter", "errors", "recognizer", "label_map", "mention_grouping", "return_document", "html",
-            "ranker", "candidates_per_entity", "candidates_cap")
+            "ranker", "candidates_per_entity", "candidates_cap", "max_sentence_distance")
 
 
 def to_docred_predictions(outputs: Sequence) -> list:
@@ -96,6 +96,10 @@ class DocumentRelationExtractionPipeline(Pipeline):
             its folder). Each document without `candidate_pairs` is scored by it and only its top
             min(candidates_per_entity x N_entities, candidates_cap) pairs (default 2 and 60) are scored by the
             model; the other pairs are NA.
+        max_sentence_distance (`int`): score only the pairs of entities with mentions at most this many sentences
+            apart (0: in one sentence); the others are NA. For long texts run with a model trained on single
+            documents (converted checkpoints, the quickstart's): it removes most relations between unrelated parts
+            of a long text at a measured cost in recall (README, "Long documents"). Default: every pair.
     """
 
     def __init__(self, model, tokenizer=None, **kwargs):
@@ -141,8 +145,11 @@ class DocumentRelationExtractionPipeline(Pipeline):
         preprocess, forward, postprocess = {}, {}, {}
         if kwargs.get("errors") not in (None, "raise", "skip"):
             raise ValueError(f"errors must be 'raise' or 'skip', got {kwargs['errors']!r}")
+        distance = kwargs.get("max_sentence_distance")
+        if distance is not None and (isinstance(distance, bool) or not isinstance(distance, int) or distance < 0):
+            raise ValueError(f"max_sentence_distance must be an int >= 0 (sentences), got {distance!r}")
         for name in ("snap_spans", "sentence_splitter", "errors", "recognizer", "label_map", "mention_grouping", "ranker",
-                     "candidates_per_entity", "candidates_cap"):
+                     "candidates_per_entity", "candidates_cap", "max_sentence_distance"):
             if kwargs.get(name) is not None:
                 preprocess[name] = kwargs[name]
         for name in ("return_document", "html"):
@@ -221,7 +228,7 @@ class DocumentRelationExtractionPipeline(Pipeline):
 
     def preprocess(self, inputs, snap_spans=False, sentence_splitter=None, return_context=False, errors="raise",
                    recognizer=None, label_map=None, mention_grouping=("name", "acronym", "surname"), ranker=None,
-                   candidates_per_entity=2, candidates_cap=60):
+                   candidates_per_entity=2, candidates_cap=60, max_sentence_distance=None):
         try:
             if isinstance(inputs, str):
                 inputs = {"text": inputs}
@@ -250,6 +257,14 @@ class DocumentRelationExtractionPipeline(Pipeline):
                 self.featurizer.validate(document)
                 document = {**document, "candidate_pairs": self._resolved_ranker(ranker).candidate_pairs(
                     [document], per_entity=candidates_per_entity, cap=candidates_cap)[0]}
+            if max_sentence_distance is not None:
+                self.featurizer.validate(document)
+                near = nearby_pairs(document, max_sentence_distance)
+                given = document.get("candidate_pairs")
+                if given is not None:
+                    near_set = {tuple(pair) for pair in near}
+                    near = [list(pair) for pair in given if tuple(pair) in near_set]
+                document = {**document, "candidate_pairs": near}
             feature = self.featurizer(document, with_labels=False, with_word_map=return_context)
         except (ValueError, KeyError, TypeError) as error:  # DocREInputError and SpanAlignmentError are ValueErrors
             if errors == "raise":
@@ -392,6 +407,29 @@ def _is_int(value):
 
 def _is_number(value):
     return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value  # NaN != NaN
+
+
+def nearby_pairs(document, max_distance: int) -> list[list[int]]:
+    """Ordered (head, tail) entity pairs of a DocRED-format document with mentions at most `max_distance` sentences
+    apart (0: in one sentence)."""
+    sentences = [sorted({m["sent_id"] for m in mentions}) for mentions in document["vertexSet"]]
+    pairs = []
+    for h, head in enumerate(sentences):
+        for t, tail in enumerate(sentences):
+            if h == t:
+                continue
+            i = j = 0
+            closest = None
+            while i < len(head) and j < len(tail):  # the closest mentions of two sorted lists
+                gap = abs(head[i] - tail[j])
+                closest = gap if closest is None else min(closest, gap)
+                if head[i] < tail[j]:
+                    i += 1
+                else:
+                    j += 1
+            if closest is not None and closest <= max_distance:
+                pairs.append([h, t])
+    return pairs
 
 
 class _Passthrough:

@@ -176,3 +176,37 @@ def test_a_folder_without_tokenizer_files_says_so(model, tmp_path):
     with pytest.raises(ValueError, match="needs the model's tokenizer.*tokenizer="):
         pipeline("doc-relation-extraction", model=reloaded)
     assert pipeline("doc-relation-extraction", model=reloaded, tokenizer=model.tokenizer)({"text": TEXT, "entities": ENTITIES}) is not None
+
+
+def test_max_sentence_distance_scores_only_nearby_pairs(redocred_documents, encoder_dirs, relation_info):
+    from transformers import pipeline
+
+    from hf_docre import DocREModel
+    from hf_docre.pipeline_docre import nearby_pairs
+
+    torch.manual_seed(0)
+    model = DocREModel.from_encoder(encoder_dirs["bert"], relations=list(relation_info), emb_size=64, block_size=16)
+    pipe = pipeline("doc-relation-extraction", model=model, tokenizer=model.tokenizer)
+    document = redocred_documents[0]
+    sentences = [{m["sent_id"] for m in mentions} for mentions in document["vertexSet"]]
+
+    def gap(h, t):
+        return min(abs(a - b) for a in sentences[h] for b in sentences[t])
+
+    everything = pipe(document, threshold=0.0)
+    for distance in (0, 1, 3):
+        near = pipe(document, threshold=0.0, max_sentence_distance=distance)
+        assert near and all(gap(r["head"]["index"], r["tail"]["index"]) <= distance for r in near)
+        kept = {(r["head"]["index"], r["tail"]["index"], r["relation_id"]) for r in near}
+        expected = {(r["head"]["index"], r["tail"]["index"], r["relation_id"]) for r in everything
+                    if gap(r["head"]["index"], r["tail"]["index"]) <= distance}
+        assert kept == expected  # the same relations, the distant ones gone
+        pairs = nearby_pairs(document, distance)
+        assert sorted(map(tuple, pairs)) == sorted((h, t) for h in range(len(sentences)) for t in range(len(sentences))
+                                                   if h != t and gap(h, t) <= distance)
+    far = {"title": "far", "sents": [["Alice", "."], ["x", "."], ["x", "."], ["Bob", "."]],
+           "vertexSet": [[{"name": "Alice", "sent_id": 0, "pos": [0, 1], "type": "PER"}],
+                         [{"name": "Bob", "sent_id": 3, "pos": [0, 1], "type": "PER"}]]}
+    assert pipe(far, threshold=0.0, max_sentence_distance=1) == []  # no pair near enough: nothing scored
+    with pytest.raises(ValueError, match="max_sentence_distance must be an int >= 0"):
+        pipe(document, max_sentence_distance=-1)
