@@ -50,7 +50,8 @@ def worker(args):
         torch.cuda.reset_peak_memory_stats()
     start = time.perf_counter()
     with torch.inference_mode():
-        outputs = pipe([document for document, _ in joined], batch_size=1 if k > 1 else 4)
+        options = {} if args.distance in (None, "none") else {"max_sentence_distance": int(args.distance)}
+        outputs = pipe([document for document, _ in joined], batch_size=1 if k > 1 else 4, **options)
     if args.device.startswith("cuda"):
         torch.cuda.synchronize()
     seconds = time.perf_counter() - start
@@ -68,7 +69,7 @@ def worker(args):
     used = documents[: len(groups) * k]
     scores = score_docred(within[: len(used)], used)
     result = {
-        "mode": args.mode, "k": k, "documents": len(used), "relations": relations, "across": across,
+        "mode": args.mode, "distance": args.distance or "none", "k": k, "documents": len(used), "relations": relations, "across": across,
         "f1": scores["f1"], "precision": scores["precision"], "recall": scores["recall"],
         "tokens": sum(tokens) / len(tokens), "max_tokens": max(tokens), "seconds": seconds,
     }
@@ -86,7 +87,10 @@ def main():
     parser.add_argument("--ks", default="1,2,4,8,16")
     parser.add_argument("--modes", default="zero_context,entity_context,no_relation")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--max_sentence_distances", default="none",
+                        help="pipeline max_sentence_distance values to compare, e.g. none,1,2,3 (none: every pair)")
     parser.add_argument("--json", help="also write the rows to this file")
+    parser.add_argument("--distance", help=argparse.SUPPRESS)
     parser.add_argument("--mode", help=argparse.SUPPRESS)
     parser.add_argument("--k", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -94,22 +98,24 @@ def main():
         return worker(args)
 
     rows = []
-    for mode in args.modes.split(","):
-        for k in (int(k) for k in args.ks.split(",")):
-            command = [sys.executable, __file__, "--model", args.model, "--data", args.data, "--holdout", str(args.holdout),
-                       "--documents", str(args.documents), "--device", args.device, "--mode", mode, "--k", str(k)]
-            with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-                process = subprocess.Popen(command, stdout=out, stderr=err, text=True,
-                                           env={**os.environ, "TOKENIZERS_PARALLELISM": "false"})
-                _, status, usage = os.wait4(process.pid, 0)  # this child's own peak RSS (KiB on Linux)
-                out.seek(0), err.seek(0)
-                stdout, stderr = out.read(), err.read()
-            if os.waitstatus_to_exitcode(status) != 0:
-                sys.exit(f"mode={mode} k={k} failed:\n{stderr[-3000:]}")
-            row = json.loads(stdout.split("RESULT", 1)[1])
-            row["peak_rss_mb"] = usage.ru_maxrss / 1024
-            rows.append(row)
-            print(json.dumps(row), file=sys.stderr)
+    runs = [(mode, distance, int(k)) for mode in args.modes.split(",") for distance in args.max_sentence_distances.split(",")
+            for k in args.ks.split(",")]
+    for mode, distance, k in runs:
+        command = [sys.executable, __file__, "--model", args.model, "--data", args.data, "--holdout", str(args.holdout),
+                   "--documents", str(args.documents), "--device", args.device, "--mode", mode, "--k", str(k),
+                   "--distance", distance]
+        with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+            process = subprocess.Popen(command, stdout=out, stderr=err, text=True,
+                                       env={**os.environ, "TOKENIZERS_PARALLELISM": "false"})
+            _, status, usage = os.wait4(process.pid, 0)  # this child's own peak RSS (KiB on Linux)
+            out.seek(0), err.seek(0)
+            stdout, stderr = out.read(), err.read()
+        if os.waitstatus_to_exitcode(status) != 0:
+            sys.exit(f"mode={mode} k={k} failed:\n{stderr[-3000:]}")
+        row = json.loads(stdout.split("RESULT", 1)[1])
+        row["peak_rss_mb"] = usage.ru_maxrss / 1024
+        rows.append(row)
+        print(json.dumps(row), file=sys.stderr)
     _print_table(rows)
     if args.json:
         with open(args.json, "w") as f:
@@ -117,18 +123,20 @@ def main():
 
 
 def _print_table(rows):
-    separate = {row["mode"]: row for row in rows if row["k"] == 1}
-    print("| distant_pairs | k | tokens/doc (max) | relations joined / separate | across documents | F1 joined (separate) | docs/s | peak memory MB |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    separate = {(row["mode"], row.get("distance", "none")): row for row in rows if row["k"] == 1}
+    print("| distant_pairs | max sentence distance | k | tokens/doc (max) | relations joined / separate | across documents | "
+          "F1 joined (separate) | recall | docs/s | peak memory MB |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for row in rows:
-        base = separate.get(row["mode"], row)
+        base = separate.get((row["mode"], row.get("distance", "none")), row)
         ratio = row["relations"] / max(base["relations"], 1)
         share = row["across"] / max(row["relations"], 1)
         memory = row.get("peak_gpu_mb", row.get("peak_rss_mb"))
         memory = f"{memory:.0f}" if isinstance(memory, float) else memory
         print(
-            f"| {row['mode']} | {row['k']} | {row['tokens']:.0f} ({row['max_tokens']}) | {row['relations']} / {base['relations']} "
-            f"= {ratio:.2f}x | {row['across']} ({100 * share:.1f}%) | {100 * row['f1']:.2f} ({100 * base['f1']:.2f}) | "
+            f"| {row['mode']} | {row.get('distance', 'none')} | {row['k']} | {row['tokens']:.0f} ({row['max_tokens']}) | "
+            f"{row['relations']} / {base['relations']} = {ratio:.2f}x | {row['across']} ({100 * share:.1f}%) | "
+            f"{100 * row['f1']:.2f} ({100 * base['f1']:.2f}) | {100 * row['recall']:.2f} | "
             f"{row['documents'] / row['seconds']:.1f} | {memory} |"
         )
 
