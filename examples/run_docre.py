@@ -29,6 +29,7 @@ import os
 import sys
 from dataclasses import dataclass, field
 
+import torch
 import transformers
 from transformers import HfArgumentParser, Trainer, TrainingArguments, set_seed
 from transformers.trainer_utils import get_last_checkpoint
@@ -433,6 +434,11 @@ def main():
         save_with_card(model, training_args.output_dir, card)  # README.md with the F1 / Ign-F1 measured above
         if push:
             push_to_hub(model, training_args.hub_model_id, card, token=training_args.hub_token)
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        # Every rank waits for rank 0's writes, then the group is torn down before the interpreter exits (a rank
+        # leaving with gloo's threads alive can abort with "terminate called without an active exception").
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
 
 
 if __name__ == "__main__":
