@@ -24,6 +24,7 @@ import contextlib
 import json
 import os
 import shutil
+import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
 
@@ -108,7 +109,7 @@ class CorpusJob:
         self.manifest = {**manifest, "num_items": num_items, "world_size": self.world_size}
         self.align = align
         self.start, self.stop = shard_bounds(num_items, self.rank, self.world_size, align)
-        self.log = log or (lambda message: print(message, file=__import__("sys").stderr, flush=True))
+        self.log = log or _to_stderr
         self.done_indices: set[int] = set()
         self._handle = None
 
@@ -147,16 +148,13 @@ class CorpusJob:
 
     def _decide(self, clear):
         path = os.path.join(self.parts_dir, MANIFEST)
-        existing = None
-        if os.path.exists(path):
-            with open(path, encoding="utf-8") as handle:
-                existing = json.load(handle)
+        existing = _read_manifest(path)
         if existing is not None:
             complete = existing.pop("complete", False)
             if existing == self.manifest and complete and not self.overwrite:
                 return {"status": "complete"}
             if existing != self.manifest and not self.overwrite:
-                differences = sorted(key for key in set(existing) | set(self.manifest) if existing.get(key) != self.manifest.get(key))
+                differences = _differences(existing, self.manifest)
                 hint = (f" (it ran with {existing.get('world_size')} process(es): rerun with as many, or overwrite)"
                         if differences == ["world_size"] else "")
                 return {"status": "error", "message":
@@ -270,34 +268,52 @@ def _write_json(path, value):
 
 
 def _read_part(path) -> Iterator[tuple[int, object]]:
+    """The `(index, record)` lines of a part, in file order; a torn last line (a kill while writing) is not read."""
     if not os.path.exists(path):
         return
     with open(path, encoding="utf-8") as handle:
         for line in handle:
             if not line.endswith("\n"):
-                return  # torn by a kill: that document is redone
+                return
             item = json.loads(line)
             yield item["i"], item["r"]
 
 
-def _read_done(path) -> set[int]:
-    """The indices a part holds; a torn last line (a kill while writing) is cut off the file."""
-    done, good = set(), 0
+def _cut_torn_tail(path) -> None:
+    """Cut a part's torn last line (a kill while writing), so that appending continues on a line boundary."""
     if not os.path.exists(path):
-        return done
+        return
     with open(path, "rb") as handle:
+        data_end = good = 0
         for line in handle:
-            if not line.endswith(b"\n"):
-                break
-            try:
-                done.add(json.loads(line)["i"])
-            except (ValueError, KeyError):
-                break
-            good += len(line)
+            data_end += len(line)
+            if line.endswith(b"\n"):
+                good = data_end
     if good != os.path.getsize(path):
         with open(path, "r+b") as handle:
             handle.truncate(good)
-    return done
+
+
+def _read_done(path) -> set[int]:
+    """The indices a part holds, after cutting a torn last line."""
+    _cut_torn_tail(path)
+    return {index for index, _ in _read_part(path)}
+
+
+def _read_manifest(path) -> dict | None:
+    if not os.path.exists(path):
+        return None
+    with open(path, encoding="utf-8") as handle:
+        return json.load(handle)
+
+
+def _differences(existing: dict, wanted: dict) -> list[str]:
+    """The manifest keys whose values differ (or are on one side only)."""
+    return sorted(key for key in set(existing) | set(wanted) if existing.get(key) != wanted.get(key))
+
+
+def _to_stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
 
 
 def length_buckets(items: list, length: Callable[[object], int], batch_size: int) -> list[list[int]]:
@@ -564,18 +580,15 @@ def run_shard_folder(output_dir: str, manifest_name: str, manifest: dict, num_it
     documents into batches by length (output order is kept)."""
     group = _Group()
     rank, world_size = group.rank, group.world_size
-    say = log or (lambda message: print(message, file=__import__("sys").stderr, flush=True))
+    say = log or _to_stderr
     num_shards = max(1, -(-num_items // shard_size))
     path = os.path.join(output_dir, manifest_name)
     decision = {"status": "run"}
     if rank == 0:
         os.makedirs(output_dir, exist_ok=True)
-        existing = None
-        if os.path.exists(path):
-            with open(path, encoding="utf-8") as handle:
-                existing = json.load(handle)
+        existing = _read_manifest(path)
         if existing is not None and existing != manifest:
-            differences = sorted(key for key in set(existing) | set(manifest) if existing.get(key) != manifest.get(key))
+            differences = _differences(existing, manifest)
             if not overwrite:
                 decision = {"status": "error", "message": mismatch(differences) if mismatch else
                             f"{output_dir} holds another run (it differs in {', '.join(differences)}); use another folder, "
@@ -606,10 +619,8 @@ def run_shard_folder(output_dir: str, manifest_name: str, manifest: dict, num_it
         for shard in mine:
             start, stop = shard * shard_size, min(num_items, (shard + 1) * shard_size)
             progress_path = shard_path(shard) + ".progress.jsonl"
-            done = {}
-            for index, record in _read_part(progress_path):
-                done[index] = record
-            _read_done(progress_path)  # cut a torn last line
+            _cut_torn_tail(progress_path)
+            done = dict(_read_part(progress_path))
             if done:
                 say(f"rank {rank}: resuming shard {shard}, skipping {len(done)} document(s) already done")
                 bar.update(len(done))
