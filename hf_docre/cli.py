@@ -241,7 +241,9 @@ def predict(args) -> int:
         return EXIT_BAD_INPUT
     for failure in summary["failures"]:
         print(f"hf-docre: skipped {failure}", file=sys.stderr)
-    if not args.quiet:
+    if not args.quiet and summary["documents"] == 0 and summary["complete"] and summary["skipped"]:
+        pass  # a finished run: the job said so
+    elif not args.quiet:
         resumed = f" ({summary['skipped']} done before)" if summary["skipped"] else ""
         print(f"{summary['documents']} document(s){resumed}, {summary['relations']} relation(s) -> {args.output}"
               + (f", {args.html}" if args.html else ""), file=sys.stderr)

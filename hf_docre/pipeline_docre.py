@@ -342,14 +342,16 @@ class DocumentRelationExtractionPipeline(Pipeline):
                 if context_weights is not None:
                     item["context"] = _context_words(context_weights[b, p], feature["token_word"], words, context_words)
                 relations.append(item)
-            if not relations and threshold is None and len(pairs) >= 3:
+            if relations:
+                self._found_any = True
+            elif threshold is None and len(pairs) >= 3 and not getattr(self, "_found_any", False):
                 self._hint_when_nothing_found(document, pairs, scores[b, : len(pairs), 1:], relation_of)
             results.append({"document": document, "relations": relations} if return_document else relations)
         return results
 
     def _hint_when_nothing_found(self, document, pairs, scores, relation_of):
         """Warn once per pipeline when a document with several entity pairs gets no relation at the model's own
-        threshold: naming its best candidate, and the likeliest cause when it happens everywhere."""
+        threshold and no document before it got one: naming its best candidate, and the likeliest cause."""
         if getattr(self, "_warned_nothing_found", False):
             return
         self._warned_nothing_found = True

@@ -638,6 +638,15 @@ def test_a_model_that_finds_nothing_says_it_may_be_undertrained(model_dir, redoc
     hints = [str(w.message) for w in caught if "undertrained" in str(w.message)]
     assert len(hints) == 1, hints  # once per pipeline
     assert redocred_documents[0]["title"] in hints[0] and "best candidate" in hints[0] and "threshold=" in hints[0]
+    # a model that has found relations in this pipeline says nothing about a document without any
+    finding = pipeline("doc-relation-extraction", model=model_dir)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert finding(redocred_documents[0], threshold=0.0, top_k=1)
+        with torch.no_grad():
+            finding.model.head.bilinear.bias[0] += 100.0
+        assert finding(redocred_documents[1]) == []
+    assert not [w for w in caught if "undertrained" in str(w.message)]
 
 
 def test_rules_recognizer_types_from_cues():
