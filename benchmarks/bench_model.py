@@ -238,6 +238,7 @@ def reference_probe(args):
 
     from hf_docre import DocREDataCollator, DocREFeaturizer, DocREModel
     from hf_docre.conversion import DOCRED_RELATIONS
+    from hf_docre.training import optimizer_cls_and_kwargs
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -268,11 +269,11 @@ def reference_probe(args):
         prepro_seconds = time.perf_counter() - start
         collator = DocREDataCollator.from_model(model)
         batches = [collator(features[i : i + batch_size]) for i in range(0, len(features), batch_size)]
-        head = [p for n, p in model.named_parameters() if not n.startswith("encoder.")]
-        groups = [{"params": list(model.encoder.parameters())}, {"params": head, "lr": 1e-4}]
+        # What run_docre.py gives the Trainer (fused AdamW, encoder / head groups at 5e-5 / 1e-4, eps 1e-6).
+        optimizer_cls, kwargs = optimizer_cls_and_kwargs(model, 5e-5, 1e-4)
         if args.probe_model == "encoder":
-            groups = groups[:1]
-        optimizer = torch.optim.AdamW(groups, lr=5e-5, eps=1e-6)
+            kwargs["params"] = kwargs["params"][:1]
+        optimizer = optimizer_cls(**kwargs)
         scheduler = get_linear_schedule_with_warmup(optimizer, int(0.06 * (len(batches) + 1)), len(batches) + 1)
         if args.compile:
             model.encoder.compile(dynamic=True)

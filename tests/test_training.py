@@ -85,3 +85,26 @@ def test_param_groups_split_encoder_and_head(setup):
     assert encoder["lr"] == 5e-5 and head["lr"] == 1e-4
     assert len(encoder["params"]) == len(list(model.encoder.parameters()))
     assert {id(p) for p in head["params"]} == {id(p) for n, p in model.named_parameters() if not n.startswith("encoder.")}
+
+
+def test_the_optimizer_is_fused_adamw_and_steps_like_the_unfused_one(setup, tmp_path):
+    model, documents, features, collator = setup
+    optimizer_cls, kwargs = optimizer_cls_and_kwargs(model)
+    assert optimizer_cls is torch.optim.AdamW and kwargs["fused"] is True and kwargs["eps"] == 1e-6
+    assert "fused" not in optimizer_cls_and_kwargs(model, optimizer_cls=torch.optim.SGD)[1]
+    start = {k: v.clone() for k, v in model.state_dict().items()}
+    trainer = _trainer(model, features, collator, tmp_path / "fused", batch_size=2, accumulation=1, steps=2, optimizer=torch.optim.AdamW)
+    trainer.train()
+    assert trainer.optimizer.defaults["fused"] is True
+    fused = {k: v.clone() for k, v in model.state_dict().items()}
+    model.load_state_dict(start)
+    options = optimizer_cls_and_kwargs(model, encoder_lr=1e-3, head_lr=1e-3, fused=False)
+    trainer = _trainer(model, features, collator, tmp_path / "unfused", batch_size=2, accumulation=1, steps=2, optimizer=torch.optim.AdamW)
+    trainer.optimizer_cls_and_kwargs = options
+    trainer.train()
+    assert not trainer.optimizer.defaults.get("fused")
+    changed = 0
+    for name, value in model.state_dict().items():
+        torch.testing.assert_close(value, fused[name], rtol=1e-5, atol=1e-6, msg=name)
+        changed += not torch.equal(value, start[name])
+    assert changed > 10
