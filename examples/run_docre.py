@@ -55,6 +55,8 @@ class ModelArguments:
     config_overrides: str | None = field(default=None, metadata={"help": "Any DocREConfig option as comma-separated key=value pairs, "
                                                                          "e.g. 'loss=afl,focal_gamma=0.3,window_stride=128' (values read "
                                                                          "as JSON: numbers, true/false, null; anything else is a string)."})
+    encoder_config_overrides: str | None = field(default=None, metadata={"help": "New models: options of the encoder's own config, "
+                                                                                 "as key=value pairs, e.g. 'attention_probs_dropout_prob=0.0'."})
     training_recipe: str = field(default="paper", metadata={"help": "paper: training options not given on the command line take the "
                                                                     "method's published values (see hf_docre.METHODS[...].recipe); none: "
                                                                     "the Trainer's defaults."})
@@ -143,16 +145,19 @@ def load_splits(data_args):
     return {split: docs[: limits.get(split)] if limits.get(split) else docs for split, docs in documents.items()}
 
 
-def parse_config_overrides(text):
-    """'loss=afl,focal_gamma=0.3' -> {"loss": "afl", "focal_gamma": 0.3}, every key a `DocREConfig` option."""
+def parse_config_overrides(text, flag="--config_overrides"):
+    """'loss=afl,focal_gamma=0.3' -> {"loss": "afl", "focal_gamma": 0.3}, every key a `DocREConfig` option (for
+    --encoder_config_overrides, any key: the encoder's config checks them)."""
     options = {}
-    valid = set(inspect.signature(DocREConfig.__init__).parameters) - {"self", "kwargs", "encoder", "relations"}
+    valid = None
+    if flag == "--config_overrides":
+        valid = set(inspect.signature(DocREConfig.__init__).parameters) - {"self", "kwargs", "encoder", "relations"}
     for item in filter(None, (part.strip() for part in (text or "").split(","))):
         key, sep, value = item.partition("=")
         key = key.strip()
         if not sep or not key:
-            raise ValueError(f"--config_overrides: {item!r} is not key=value")
-        if key not in valid:
+            raise ValueError(f"{flag}: {item!r} is not key=value")
+        if valid is not None and key not in valid:
             raise ValueError(f"--config_overrides: unknown DocREConfig option {key!r}; options: {', '.join(sorted(valid))}")
         try:
             options[key] = json.loads(value)
@@ -170,13 +175,17 @@ def build_model(model_args):
     path = model_args.model_name_or_path
     overrides = parse_config_overrides(model_args.config_overrides)
     if is_saved_docre_model(path):
+        if model_args.encoder_config_overrides:
+            raise ValueError("--encoder_config_overrides applies to a new model; a saved DocRE model keeps its encoder's config.")
         if model_args.transfer_relation_bilinear:
             overrides["transfer_relation_bilinear"] = True
         return DocREModel.from_pretrained(path, **overrides)
     if not model_args.relations_file:
         raise ValueError("A new model needs --relations_file (a rel_info.json-style {code: name} map).")
     relations = json.load(open(model_args.relations_file))
-    return DocREModel.from_encoder(path, relations=relations, method=model_args.method or "atlop", **overrides)
+    encoder_config = parse_config_overrides(model_args.encoder_config_overrides, "--encoder_config_overrides")
+    return DocREModel.from_encoder(path, relations=relations, method=model_args.method or "atlop", encoder_config=encoder_config,
+                                   **overrides)
 
 
 def given_options(argv):
@@ -213,6 +222,7 @@ def check_arguments(model_args, data_args, training_args):
         DocREConfig(**{k: v for k, v in overrides.items() if k != "method"}, method=overrides.get("method", model_args.method or "atlop"))
     except (ValueError, TypeError) as error:
         raise ValueError(f"--config_overrides: {error}") from None
+    parse_config_overrides(model_args.encoder_config_overrides, "--encoder_config_overrides")
     if data_args.validation_holdout < 0:
         raise ValueError(f"--validation_holdout must be 0 or more, got {data_args.validation_holdout}")
     if data_args.validation_holdout and data_args.validation_file:

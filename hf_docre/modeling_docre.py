@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from transformers import AutoModel, AutoTokenizer, PreTrainedModel
+from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedModel
 from transformers.utils import ModelOutput, logging
 
 from .configuration_docre import DocREConfig
@@ -135,6 +135,7 @@ class DocREPreTrainedModel(DocumentEncoderMixin, PreTrainedModel):
         relations: Sequence[str] | dict[str, str],
         tokenizer=None,
         relation_names: dict[str, str] | None = None,
+        encoder_config: dict | None = None,
         **config_kwargs,
     ) -> DocREPreTrainedModel:
         """Build a DocRE model with pretrained encoder weights and a fresh head.
@@ -144,12 +145,25 @@ class DocREPreTrainedModel(DocumentEncoderMixin, PreTrainedModel):
             relations: relation labels (without NA, which becomes index 0), or a `{code: name}` dict.
             tokenizer: a tokenizer to use instead of the encoder's own.
             relation_names: optional `{code: human name}`.
+            encoder_config: options of the encoder's own config to change, e.g.
+                `{"attention_probs_dropout_prob": 0.0}`; each must be an attribute the encoder's config has.
             **config_kwargs: any [`DocREConfig`] option (`loss`, `mention_pooling`, `window_stride`, ...).
         """
         if isinstance(relations, dict):
             relation_names = {**relations, **(relation_names or {})}
             relations = list(relations)
-        encoder = AutoModel.from_pretrained(encoder_name_or_path)
+        encoder_kwargs = {}
+        if encoder_config:
+            base = AutoConfig.from_pretrained(encoder_name_or_path)
+            unknown = [key for key in encoder_config if not hasattr(base, key)]
+            if unknown:
+                dropouts = sorted(k for k in base.to_dict() if "dropout" in k)
+                raise ValueError(f"encoder_config: {unknown} not options of {encoder_name_or_path}'s {type(base).__name__} "
+                                 f"(its dropout options: {dropouts})")
+            for key, value in encoder_config.items():
+                setattr(base, key, value)
+            encoder_kwargs["config"] = base
+        encoder = AutoModel.from_pretrained(encoder_name_or_path, **encoder_kwargs)
         if tokenizer is None:
             tokenizer = load_tokenizer(encoder_name_or_path)
         prefix, suffix = special_token_layout(tokenizer)

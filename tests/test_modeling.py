@@ -59,6 +59,17 @@ def test_from_encoder_keeps_pretrained_weights(encoder_dirs, model):
     assert model.encoder.pooler is None
 
 
+def test_from_encoder_changes_encoder_config_options_and_refuses_unknown_ones(encoder_dirs, relations, tmp_path):
+    model = DocREModel.from_encoder(encoder_dirs["bert"], relations=relations, encoder_config={"attention_probs_dropout_prob": 0.0}, **SMALL_HEAD)
+    assert model.config.encoder.attention_probs_dropout_prob == 0.0
+    assert model.encoder.config.attention_probs_dropout_prob == 0.0
+    assert model.config.encoder.hidden_dropout_prob == AutoConfig.from_pretrained(encoder_dirs["bert"]).hidden_dropout_prob
+    model.save_pretrained(tmp_path)
+    assert DocREModel.from_pretrained(tmp_path).config.encoder.attention_probs_dropout_prob == 0.0
+    with pytest.raises(ValueError, match=r"\['attention_dropout'\] not options of .*attention_probs_dropout_prob"):
+        DocREModel.from_encoder(encoder_dirs["bert"], relations=relations, encoder_config={"attention_dropout": 0.0}, **SMALL_HEAD)
+
+
 def test_attention_hook_matches_eager_and_materialises_only_the_last_layer(model):
     ids = torch.randint(5, model.config.encoder.vocab_size, (2, 20))
     mask = torch.ones_like(ids)

@@ -53,12 +53,14 @@ def check_outputs(output_dir, redocred_documents):
 def test_run_docre_train_eval_predict(encoder_dirs, files, tmp_path, redocred_documents):
     output_dir = tmp_path / "out"
     joined = ["--joined_train_documents", "2", "--join_max_documents", "2"]  # joined copies of the 4 training documents
-    result = subprocess.run([sys.executable, str(SCRIPT), *arguments(encoder_dirs, files, output_dir, 4), *joined],
+    encoder_options = ["--encoder_config_overrides", "attention_probs_dropout_prob=0.0"]
+    result = subprocess.run([sys.executable, str(SCRIPT), *arguments(encoder_dirs, files, output_dir, 4), *joined, *encoder_options],
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-4000:]
     assert "Added 2 joined training documents" in result.stderr
     check_outputs(output_dir, redocred_documents)
     model = DocREModel.from_pretrained(output_dir)
+    assert model.config.encoder.attention_probs_dropout_prob == 0.0
     relations = pipeline("doc-relation-extraction", model=model)(redocred_documents[7])
     assert isinstance(relations, list)
 
@@ -149,6 +151,7 @@ def _run(args, env=None, timeout=600):
     (lambda a: a + ["--push_to_hub", "--hub_model_id", "org/x"], "HF_HUB_OFFLINE"),
     (lambda a: a + ["--config_overrides", "emb_sise=64"], "unknown DocREConfig option 'emb_sise'"),
     (lambda a: a + ["--method", "atlpo"], "--method must be one of"),
+    (lambda a: a + ["--encoder_config_overrides", "attention_probs_dropout"], "--encoder_config_overrides: 'attention_probs_dropout' is not key=value"),
     (lambda a: _drop(a, "--relations_file", 1), "needs --relations_file"),
 ])
 def test_run_docre_fails_before_loading_anything(encoder_dirs, files, tmp_path, change, message):
