@@ -35,7 +35,7 @@ from transformers import HfArgumentParser, Trainer, TrainingArguments, set_seed
 from transformers.trainer_utils import get_last_checkpoint
 
 from hf_docre import METHODS, DocREConfig, DocREDataCollator, DocREFeaturizer, DocREModel
-from hf_docre.data import joined_training_documents, load_docred, write_submission
+from hf_docre.data import JoinedTrainingCallback, JoinedTrainingFeatures, joined_training_documents, load_docred, write_submission
 from hf_docre.denoising import with_candidate_pairs
 from hf_docre.distillation import write_teacher_logits
 from hf_docre.metrics import score_docred
@@ -106,6 +106,8 @@ class DataArguments:
     joined_train_documents: int = field(default=0, metadata={"help": "Add this many training documents, each made of 2 to "
                                                                      "--join_max_documents random training documents joined (pairs across "
                                                                      "them are NA), so the model sees unrelated texts in one window (long documents)."})
+    joined_draw: str = field(default="epoch", metadata={"help": "epoch: the joined training documents are drawn afresh every "
+                                                                "epoch; once: drawn once for the whole run (needed with a teacher)."})
     join_max_documents: int = field(default=4, metadata={"help": "At most this many documents per joined training document."})
 
 
@@ -223,6 +225,11 @@ def check_arguments(model_args, data_args, training_args):
     except (ValueError, TypeError) as error:
         raise ValueError(f"--config_overrides: {error}") from None
     parse_config_overrides(model_args.encoder_config_overrides, "--encoder_config_overrides")
+    if data_args.joined_draw not in ("epoch", "once"):
+        raise ValueError(f"--joined_draw must be epoch or once, got {data_args.joined_draw!r}")
+    if data_args.joined_train_documents and data_args.joined_draw == "epoch" and model_args.teacher_model_name_or_path:
+        raise ValueError("--joined_train_documents with a teacher: pass --joined_draw once (the teacher's logits are "
+                         "computed once, before training, for the documents it will see)")
     if data_args.validation_holdout < 0:
         raise ValueError(f"--validation_holdout must be 0 or more, got {data_args.validation_holdout}")
     if data_args.validation_holdout and data_args.validation_file:
@@ -323,7 +330,8 @@ def main():
     documents = load_splits(data_args)
     check_splits(documents, data_args, training_args)
     train_documents = documents.get(data_args.train_split)  # the annotated facts (Ign-F1), without joined copies
-    if data_args.joined_train_documents and train_documents:
+    draw_each_epoch = data_args.joined_train_documents and train_documents and data_args.joined_draw == "epoch"
+    if data_args.joined_train_documents and train_documents and not draw_each_epoch:
         joined = joined_training_documents(train_documents, data_args.joined_train_documents, data_args.join_max_documents, training_args.seed)
         documents[data_args.train_split] = train_documents + joined
         logger.info("Added %d joined training documents (2 to %d documents each)", len(joined), data_args.join_max_documents)
@@ -339,6 +347,13 @@ def main():
                 for split, docs in documents.items()}
     eval_split = data_args.validation_split
     train_features = features.get(data_args.train_split)
+    callbacks = []
+    if draw_each_epoch and training_args.do_train:
+        train_features = JoinedTrainingFeatures(train_features, train_documents, featurizer, data_args.joined_train_documents,
+                                                data_args.join_max_documents, training_args.seed)
+        callbacks.append(JoinedTrainingCallback(train_features))
+        logger.info("Added %d joined training documents per epoch, drawn afresh each epoch (2 to %d documents each)",
+                    data_args.joined_train_documents, data_args.join_max_documents)
     if model_args.teacher_model_name_or_path and training_args.do_train:
         # Knowledge distillation: the teacher's logits on the training documents, computed once and read from disk
         # by every process. Under torchrun every rank computes its contiguous shards (resumable, see hf_docre.corpus)
@@ -377,7 +392,7 @@ def main():
         # Evidence (DREEAM) is padded to the most sentences any document has, so the Trainer can concatenate batches.
         preprocess_logits_for_metrics=DocREMetrics.preprocess_logits(model, max_sentences=max(
             (len(f.get("token_sentence") or ()) - 1 for split in features.values() for f in split), default=0)),
-        callbacks=[DocREModelCardCallback(card)],
+        callbacks=[DocREModelCardCallback(card), *callbacks],
     )
 
     if training_args.do_train:

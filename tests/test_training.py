@@ -108,3 +108,37 @@ def test_the_optimizer_is_fused_adamw_and_steps_like_the_unfused_one(setup, tmp_
         torch.testing.assert_close(value, fused[name], rtol=1e-5, atol=1e-6, msg=name)
         changed += not torch.equal(value, start[name])
     assert changed > 10
+
+
+def test_joined_training_documents_are_drawn_afresh_each_epoch(setup, tmp_path):
+    from hf_docre.data import JoinedTrainingCallback, JoinedTrainingFeatures
+
+    model, documents, features, collator = setup
+    featurizer = DocREFeaturizer.from_model(model)
+    dataset = JoinedTrainingFeatures(features, documents, featurizer, count=3, max_documents=3, seed=5)
+    assert len(dataset) == len(features) + 3 and dataset[0] is features[0]
+    first = [dataset[i]["title"] for i in range(len(features), len(dataset))]
+    assert all(" + " in title for title in first)
+    again = JoinedTrainingFeatures(features, documents, featurizer, count=3, max_documents=3, seed=5)
+    assert [again[-1 - i]["title"] for i in range(3)] == first[::-1]  # the draw depends on seed and epoch only
+    draws = {}
+    for epoch in range(4):
+        dataset.set_epoch(epoch)
+        draws[epoch] = [dataset[i]["title"] for i in range(len(features), len(dataset))]
+    assert draws[0] == first and len({tuple(d) for d in draws.values()}) > 1
+
+    # The stock Trainer, through the callback: each epoch trains on that epoch's draw.
+    seen = {}
+    dataset.set_epoch(0)
+
+    class Recording(JoinedTrainingCallback):
+        def on_epoch_begin(self, args, state, control, **kwargs):
+            super().on_epoch_begin(args, state, control, **kwargs)
+            seen[int(state.epoch)] = [self.dataset[i]["title"] for i in range(len(features), len(self.dataset))]
+
+    args = TrainingArguments(output_dir=str(tmp_path), per_device_train_batch_size=4, num_train_epochs=3, learning_rate=1e-4,
+                             report_to=[], save_strategy="no", use_cpu=True, seed=0, label_names=["labels"])
+    trainer = Trainer(model=model, args=args, train_dataset=dataset, data_collator=collator,
+                      compute_loss_func=DocRELoss.from_model(model), callbacks=[Recording(dataset)])
+    trainer.train()
+    assert seen == {0: draws[0], 1: draws[1], 2: draws[2]}

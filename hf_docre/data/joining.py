@@ -6,6 +6,8 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 
+from transformers import TrainerCallback
+
 
 def join_documents(documents: Sequence[dict]) -> tuple[dict, list[tuple[int, int]]]:
     """One DocRED-format document made of `documents` in order: sentences concatenated, entities appended, `sent_id`s,
@@ -39,3 +41,61 @@ def joined_training_documents(documents: Sequence[dict], count: int, max_documen
         size = rng.randint(2, min(max_documents, len(documents)))
         joined.append(join_documents(rng.sample(documents, size))[0])
     return joined
+
+
+class JoinedTrainingFeatures:
+    """Training features plus `count` joined documents drawn afresh every epoch (a map-style dataset for the Trainer).
+
+    Item `i < len(features)` is `features[i]`; the last `count` items are the features of joined documents that
+    `joined_training_documents(documents, count, max_documents, seed + epoch)` draws, so every epoch shows the model
+    other unrelated texts side by side, without more data. The draw depends only on the seed and the epoch, so every
+    process of a distributed run and a run resumed mid-epoch see the same documents. `set_epoch` is called at each
+    epoch's start by [`JoinedTrainingCallback`] (and by accelerate's data loader where it forwards it).
+
+    Args:
+        features: the training documents' features (any sequence).
+        documents: the training documents (DocRED format) to join.
+        featurizer: a `DocREFeaturizer` (or any object with `featurize(documents) -> features`).
+        count: joined documents per epoch.
+        max_documents: at most this many documents per joined document (at least 2).
+        seed: the run's seed.
+    """
+
+    def __init__(self, features, documents: Sequence[dict], featurizer, count: int, max_documents: int = 4, seed: int = 0):
+        self.features = features
+        self.documents = documents
+        self.featurizer = featurizer
+        self.count = count if len(documents) >= 2 else 0
+        self.max_documents = max_documents
+        self.seed = seed
+        self.epoch = None
+        self.joined: list[dict] = []
+        self.set_epoch(0)
+
+    def set_epoch(self, epoch: int) -> None:
+        epoch = int(epoch)
+        if epoch == self.epoch:
+            return
+        self.epoch = epoch
+        drawn = joined_training_documents(self.documents, self.count, self.max_documents, self.seed + epoch)
+        self.joined = self.featurizer.featurize(drawn)
+
+    def __len__(self) -> int:
+        return len(self.features) + self.count
+
+    def __getitem__(self, index: int) -> dict:
+        if index < 0:
+            index += len(self)
+        if index < len(self.features):
+            return self.features[index]
+        return self.joined[index - len(self.features)]
+
+
+class JoinedTrainingCallback(TrainerCallback):
+    """Draws the joined training documents of each epoch (`JoinedTrainingFeatures.set_epoch`) when it begins."""
+
+    def __init__(self, dataset: JoinedTrainingFeatures):
+        self.dataset = dataset
+
+    def on_epoch_begin(self, args, state, control, **kwargs):
+        self.dataset.set_epoch(int(state.epoch or 0))
