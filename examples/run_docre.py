@@ -40,7 +40,7 @@ from hf_docre.denoising import with_candidate_pairs
 from hf_docre.distillation import write_teacher_logits
 from hf_docre.metrics import score_docred
 from hf_docre.model_card import DocREModelCardCallback, DocREModelCardData, push_to_hub, save_with_card
-from hf_docre.training import DocREMetrics, optimizer_cls_and_kwargs, predictions_to_official, tune_threshold
+from hf_docre.training import DocREMetrics, cpu_has_native_bf16, optimizer_cls_and_kwargs, predictions_to_official, tune_threshold
 
 logger = logging.getLogger(__name__)
 
@@ -396,6 +396,9 @@ def main():
     )
 
     if training_args.do_train:
+        if training_args.device.type == "cpu" and not (training_args.bf16 or training_args.fp16) and cpu_has_native_bf16():
+            logger.info("This CPU computes bf16 natively: --bf16 (autocast) trains about 1.2x faster here, at the same F1 "
+                        "within seed-to-seed variation (README, Benchmarks).")
         checkpoint = training_args.resume_from_checkpoint
         if checkpoint is None and os.path.isdir(training_args.output_dir):
             # As transformers' examples: a rerun continues from the last checkpoint instead of overwriting it.

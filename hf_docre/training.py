@@ -97,6 +97,15 @@ def optimizer_cls_and_kwargs(
     return optimizer_cls, kwargs
 
 
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bf16 matrix products natively (AVX512-BF16 or AMX), where `--bf16` autocast pays off
+    (measured: a MiniLM training run 1.19x faster, the group bilinear 2x). Elsewhere bf16 on CPU is emulated, slower."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
 def predictions_to_official(predicted, features: Sequence[dict], id2label: dict[int, str]) -> list[dict]:
     """[N, P, R] 0/1 predictions (row i = features[i]) -> official `{title, h_idx, t_idx, r}` records (no NA). Given
     `(predictions, evidence)` with evidence [N, P, S] 0/1 (DREEAM), each record also has its `evidence` sentences."""

@@ -58,6 +58,9 @@ def test_run_docre_train_eval_predict(encoder_dirs, files, tmp_path, redocred_do
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-4000:]
     assert "Added 2 joined training documents" in result.stderr
+    from hf_docre.training import cpu_has_native_bf16
+
+    assert ("This CPU computes bf16 natively: --bf16" in result.stderr) == cpu_has_native_bf16()
     check_outputs(output_dir, redocred_documents)
     model = DocREModel.from_pretrained(output_dir)
     assert model.config.encoder.attention_probs_dropout_prob == 0.0
