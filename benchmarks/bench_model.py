@@ -319,6 +319,33 @@ def reference_probe(args):
                       "baseline": baseline, "prepro_seconds": prepro_seconds}))
 
 
+def flop_floor(encoder, documents):
+    """The group bilinear's multiply-adds against the encoder's on these documents: a lower bound on the head's share
+    that no formulation of the same function can go under (a training step is about 3x the forward for both)."""
+    from transformers import AutoConfig
+
+    from hf_docre import DocREFeaturizer, DocREModel
+    from hf_docre.processing_docre import num_feature_pairs
+
+    config = AutoConfig.from_pretrained(encoder)
+    from hf_docre.conversion import DOCRED_RELATIONS
+
+    model = DocREModel.from_encoder(encoder, relations=DOCRED_RELATIONS, method="atlop")
+    features = DocREFeaturizer.from_model(model).featurize(documents)
+    tokens = sum(len(f["input_ids"]) for f in features)
+    pairs = sum(num_feature_pairs(f) for f in features)
+    hidden, layers = config.hidden_size, config.num_hidden_layers
+    per_token = layers * (4 * hidden * hidden + 2 * hidden * config.intermediate_size)  # projections and feed-forward
+    lengths = [len(f["input_ids"]) for f in features]
+    attention = layers * sum(2 * n * n * hidden for n in lengths)  # scores and weighted sum (one window assumed)
+    encoder_macs = per_token * tokens + attention
+    head = model.config
+    bilinear_macs = pairs * (head.emb_size // head.block_size) * head.block_size**2 * 97
+    return (f"multiply-adds: encoder {encoder_macs / 1e9:.0f} G ({tokens} tokens), group bilinear {bilinear_macs / 1e9:.0f} G "
+            f"({pairs} pairs, emb {head.emb_size}, block {head.block_size}, 97 relations) = {bilinear_macs / encoder_macs:.2f}x "
+            f"the encoder's: the floor of (hf_docre step / encoder step) - 1 for any formulation of the same function")
+
+
 def reference_report(args):
     import authors_atlop
 
@@ -338,6 +365,7 @@ def reference_report(args):
     print(f"encoder={args.encoder} device={args.device} threads={args.threads} amp={args.amp} compile={args.compile} "
           f"documents={len(documents)} (Re-DocRED dev_revised, the first {len(documents)}), repeats={args.repeats}")
     print(f"same function: the authors' model and its hf_docre conversion, 16 documents, largest logit difference {difference:.1e}")
+    print(flop_floor(encoder, documents))
     runs = {}
     for repeat in range(args.repeats):
         for mode in ("train", "infer"):
