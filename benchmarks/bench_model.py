@@ -236,7 +236,7 @@ def reference_probe(args):
     import authors_atlop
     from transformers import get_linear_schedule_with_warmup
 
-    from hf_docre import DocREDataCollator, DocREFeaturizer, DocREModel
+    from hf_docre import METHODS, DocREDataCollator, DocREFeaturizer, DocREModel
     from hf_docre.conversion import DOCRED_RELATIONS
     from hf_docre.training import optimizer_cls_and_kwargs
 
@@ -262,7 +262,9 @@ def reference_probe(args):
             else:
                 authors_atlop.predict(model, batch, args.device, autocast)
     else:
-        model = DocREModel.from_encoder(encoder, relations=DOCRED_RELATIONS, method="atlop")
+        # As run_docre.py builds it for training: the recipe's attention dropout (0), unless --keep-attention-dropout.
+        encoder_config = None if args.keep_attention_dropout else {"attention_probs_dropout_prob": METHODS["atlop"].recipe["encoder_attention_dropout"]}
+        model = DocREModel.from_encoder(encoder, relations=DOCRED_RELATIONS, method="atlop", encoder_config=encoder_config)
         featurizer = DocREFeaturizer.from_model(model)
         start = time.perf_counter()
         features = featurizer.featurize(documents)
@@ -362,6 +364,8 @@ def reference_report(args):
         sys.exit(f"the authors' code and its hf_docre conversion disagree, or the check failed:\n{check.stderr[-3000:]}")
     difference = float(check.stdout.strip().splitlines()[-1])
     del authors_atlop
+    dropout = "the encoder's (0.1)" if args.keep_attention_dropout else "the recipe's (0)"
+    print(f"hf_docre's attention dropout: {dropout}; the authors' code: the encoder's (0.1)")
     print(f"encoder={args.encoder} device={args.device} threads={args.threads} amp={args.amp} compile={args.compile} "
           f"documents={len(documents)} (Re-DocRED dev_revised, the first {len(documents)}), repeats={args.repeats}")
     print(f"same function: the authors' model and its hf_docre conversion, 16 documents, largest logit difference {difference:.1e}")
@@ -372,7 +376,8 @@ def reference_report(args):
             for model in ("authors", "ours", "encoder"):
                 result = run_probe(args, probe_model=model, probe_mode=mode, reference=args.reference, num_docs=args.num_docs,
                                    train_batch_size=args.train_batch_size, batch_size=args.batch_size, amp=args.amp,
-                                   compile=args.compile and model != "authors")
+                                   compile=args.compile and model != "authors",
+                                   keep_attention_dropout=args.keep_attention_dropout and model != "authors")
                 runs.setdefault((model, mode), []).append(result)
                 print(f"  repeat {repeat + 1} {mode:5s} {model:8s} {result['docs'] / result['seconds']:6.2f} docs/s  "
                       f"peak {result['peak'] / 2**20:6.0f} MiB", flush=True)
@@ -416,6 +421,8 @@ def main():
     parser.add_argument("--repeats", type=int, default=3, help="alternating repeats of each --reference measurement")
     parser.add_argument("--amp", choices=["none", "bf16", "fp16"], default="none", help="autocast (--reference runs)")
     parser.add_argument("--compile", action="store_true", help="torch.compile hf_docre's encoder (--reference runs)")
+    parser.add_argument("--keep-attention-dropout", action="store_true",
+                        help="--reference: train hf_docre with the encoder's attention dropout (0.1) instead of the recipe's 0")
     parser.add_argument("--probe-model", choices=["ours", "naive", "authors", "encoder"])
     parser.add_argument("--probe-mode", choices=["train", "infer"], default="train")
     parser.add_argument("--probe-attention", choices=["ours", "eager"], default="ours")

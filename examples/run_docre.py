@@ -55,6 +55,10 @@ class ModelArguments:
     config_overrides: str | None = field(default=None, metadata={"help": "Any DocREConfig option as comma-separated key=value pairs, "
                                                                          "e.g. 'loss=afl,focal_gamma=0.3,window_stride=128' (values read "
                                                                          "as JSON: numbers, true/false, null; anything else is a string)."})
+    encoder_attention_dropout: float | None = field(default=None, metadata={"help": "New models: the encoder's dropout on "
+                                                                                    "attention probabilities (BERT: attention_probs_dropout_prob). "
+                                                                                    "Default: the method recipe's (ATLOP-based methods: 0.0), else the "
+                                                                                    "encoder's own."})
     encoder_config_overrides: str | None = field(default=None, metadata={"help": "New models: options of the encoder's own config, "
                                                                                  "as key=value pairs, e.g. 'attention_probs_dropout_prob=0.0'."})
     training_recipe: str = field(default="paper", metadata={"help": "paper: training options not given on the command line take the "
@@ -173,19 +177,49 @@ def is_saved_docre_model(path):
     return os.path.isfile(config_file) and json.load(open(config_file)).get("model_type") == "docre"
 
 
+# The attribute that holds the dropout on attention probabilities, by encoder family.
+ATTENTION_DROPOUT_OPTIONS = ("attention_probs_dropout_prob", "attention_dropout", "attn_pdrop")
+
+
+def planned_method(model_args):
+    """The method the model will have, known before it is built (for its training recipe)."""
+    overrides = parse_config_overrides(model_args.config_overrides)
+    if is_saved_docre_model(model_args.model_name_or_path):
+        saved = json.load(open(os.path.join(model_args.model_name_or_path, "config.json"))).get("method")
+        return overrides.get("method") or saved or "atlop"
+    return overrides.get("method") or model_args.method or "atlop"
+
+
+def encoder_config_options(model_args):
+    """--encoder_config_overrides, plus --encoder_attention_dropout under the encoder's own name for it."""
+    from transformers import AutoConfig
+
+    options = parse_config_overrides(model_args.encoder_config_overrides, "--encoder_config_overrides")
+    if model_args.encoder_attention_dropout is not None and not any(key in options for key in ATTENTION_DROPOUT_OPTIONS):
+        config = AutoConfig.from_pretrained(model_args.model_name_or_path)
+        name = next((key for key in ATTENTION_DROPOUT_OPTIONS if hasattr(config, key)), None)
+        if name is None:
+            logger.warning("--encoder_attention_dropout: %s has none of %s; its attention dropout is left as it is",
+                           type(config).__name__, ", ".join(ATTENTION_DROPOUT_OPTIONS))
+        else:
+            options[name] = model_args.encoder_attention_dropout
+    return options
+
+
 def build_model(model_args):
     path = model_args.model_name_or_path
     overrides = parse_config_overrides(model_args.config_overrides)
     if is_saved_docre_model(path):
-        if model_args.encoder_config_overrides:
-            raise ValueError("--encoder_config_overrides applies to a new model; a saved DocRE model keeps its encoder's config.")
+        if model_args.encoder_config_overrides or model_args.encoder_attention_dropout is not None:
+            raise ValueError("--encoder_config_overrides and --encoder_attention_dropout apply to a new model; a saved DocRE "
+                             "model keeps its encoder's config.")
         if model_args.transfer_relation_bilinear:
             overrides["transfer_relation_bilinear"] = True
         return DocREModel.from_pretrained(path, **overrides)
     if not model_args.relations_file:
         raise ValueError("A new model needs --relations_file (a rel_info.json-style {code: name} map).")
     relations = json.load(open(model_args.relations_file))
-    encoder_config = parse_config_overrides(model_args.encoder_config_overrides, "--encoder_config_overrides")
+    encoder_config = encoder_config_options(model_args)
     return DocREModel.from_encoder(path, relations=relations, method=model_args.method or "atlop", encoder_config=encoder_config,
                                    **overrides)
 
@@ -335,11 +369,15 @@ def main():
         joined = joined_training_documents(train_documents, data_args.joined_train_documents, data_args.join_max_documents, training_args.seed)
         documents[data_args.train_split] = train_documents + joined
         logger.info("Added %d joined training documents (2 to %d documents each)", len(joined), data_args.join_max_documents)
-    model = build_model(model_args)
     if training_args.do_train and model_args.training_recipe == "paper":
-        applied = apply_training_recipe(model.config.method, model_args, training_args, given_options(sys.argv[1:]))
+        method = planned_method(model_args)
+        applied = apply_training_recipe(method, model_args, training_args, given_options(sys.argv[1:]))
+        if is_saved_docre_model(model_args.model_name_or_path) and "encoder_attention_dropout" in applied:
+            del applied["encoder_attention_dropout"]  # a saved model keeps its encoder's config
+            model_args.encoder_attention_dropout = None
         if applied:
-            logger.info("Training recipe of %s (%s): %s", model.config.method, METHODS[model.config.method].recipe_source, applied)
+            logger.info("Training recipe of %s (%s): %s", method, METHODS[method].recipe_source, applied)
+    model = build_model(model_args)
     featurizer = DocREFeaturizer.from_model(model)
     # With candidate pairs the model reads copies without the labels on other pairs; the metric reads the originals.
     features = {split: featurizer.featurize([with_candidate_pairs([d], [d["candidate_pairs"]])[0]

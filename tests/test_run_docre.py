@@ -195,6 +195,24 @@ def test_training_recipe_fills_only_options_not_given():
     assert training_args.adam_epsilon == recipe["adam_epsilon"] == 1e-6 and training_args.warmup_steps == 0.06
     assert training_args.per_device_train_batch_size == 4 and model_args.head_learning_rate == recipe["head_learning_rate"]
     assert "learning_rate" not in applied and applied["adam_epsilon"] == 1e-6
+    assert model_args.encoder_attention_dropout == recipe["encoder_attention_dropout"] == 0.0
+    # Given on the command line, or through the encoder's own option: the recipe leaves it.
+    model_args = ModelArguments(model_name_or_path="x", encoder_attention_dropout=0.1)
+    apply_training_recipe("atlop", model_args, training_args, given_options(argv + ["--encoder_attention_dropout", "0.1"]))
+    assert model_args.encoder_attention_dropout == 0.1
+
+
+def test_encoder_attention_dropout_is_set_under_the_encoders_own_name(encoder_dirs):
+    sys.path.insert(0, str(SCRIPT.parent))
+    from run_docre import ModelArguments, encoder_config_options
+
+    for kind in ("bert", "roberta"):
+        options = encoder_config_options(ModelArguments(model_name_or_path=encoder_dirs[kind], encoder_attention_dropout=0.0))
+        assert options == {"attention_probs_dropout_prob": 0.0}
+    explicit = ModelArguments(model_name_or_path=encoder_dirs["bert"], encoder_attention_dropout=0.0,
+                              encoder_config_overrides="attention_probs_dropout_prob=0.1")
+    assert encoder_config_options(explicit) == {"attention_probs_dropout_prob": 0.1}
+    assert encoder_config_options(ModelArguments(model_name_or_path=encoder_dirs["bert"])) == {}
 
 
 @pytest.mark.slow
@@ -210,4 +228,5 @@ def test_card_carries_evaluation_and_test_scores_licence_and_limitations(encoder
     assert "split: test" in card and "## Limitations" in card
     # Each split is named by its own file: the training file is never called the test set, and no invented address.
     assert "On test.json:" in card and "train.json (test)" not in card and "github.com/hf-docre" not in card
-    assert "Training recipe of atlop" in result.stderr
+    assert "Training recipe of atlop" in result.stderr and "'encoder_attention_dropout': 0.0" in result.stderr
+    assert DocREModel.from_pretrained(output_dir).config.encoder.attention_probs_dropout_prob == 0.0
