@@ -13,7 +13,9 @@ logits[n, r] = sum_g head[n, g, :] @ W[r, g] @ tail[n, g, :] + bias[r]  (ATLOP: 
 - `einsum`: `torch.einsum("ngi,rgij,ngj->nr")`, whatever path torch picks.
 
 Each is checked against the first (forward and gradients) before it is timed. Medians of `--repeats` alternating
-runs.
+runs. The GFLOP/s columns (forward: 2·N·k·bs²·R; forward + backward: 3x that) compare each with a square matmul on the
+same machine: a formulation at that rate is at GEMM speed, and only fewer multiply-adds (another function) or cheaper
+arithmetic (bf16) can go faster.
 """
 
 import argparse
@@ -99,12 +101,20 @@ def main():
             with torch.no_grad():
                 forward[name].append(timed(run))
             both[name].append(timed(lambda run=run: torch.autograd.grad(run(), (head, tail, layer.weight, layer.bias), grad)))
+    # What this machine's GEMM does at its best (a square fp32/bf16 matmul), to compare each formulation's rate with.
+    size = 2048
+    a = torch.randn(size, size, device=args.device, dtype=dtype)
+    gemm = statistics.median(timed(lambda: a @ a) for _ in range(args.repeats + 1))
+    gemm_rate = 2 * size**3 / gemm / 1e9
+    flops_forward = 2 * args.pairs * args.emb * args.block * args.relations  # N * k * bs^2 * R multiply-adds
     base_f, base_b = statistics.median(forward[next(iter(candidates))]), statistics.median(both[next(iter(candidates))])
     print(f"\n{args.pairs} pairs, emb {args.emb}, block {args.block}, {args.relations} relations, {args.device} {args.dtype}, "
-          f"{torch.get_num_threads()} threads\n\n| formulation | forward ms | ratio | forward + backward ms | ratio |\n| --- | --- | --- | --- | --- |")
+          f"{torch.get_num_threads()} threads; a {size}x{size} matmul runs at {gemm_rate:.0f} GFLOP/s\n\n"
+          "| formulation | forward ms | ratio | GFLOP/s | forward + backward ms | ratio | GFLOP/s |\n| --- | --- | --- | --- | --- | --- | --- |")
     for name in candidates:
         f, b = statistics.median(forward[name]), statistics.median(both[name])
-        print(f"| {name} | {1000 * f:.1f} | {f / base_f:.2f} | {1000 * b:.1f} | {b / base_b:.2f} |")
+        print(f"| {name} | {1000 * f:.1f} | {f / base_f:.2f} | {flops_forward / f / 1e9:.0f} | {1000 * b:.1f} | {b / base_b:.2f} | "
+              f"{3 * flops_forward / b / 1e9:.0f} |")
 
 
 if __name__ == "__main__":
