@@ -156,6 +156,21 @@ def synthetic_batch(model, num_tokens, num_entities=20, mentions_per_entity=2, b
     }
 
 
+def measured_pass(step, batches, device):
+    """Memory in use before, then one warm-up step and a timed pass over `batches` (peak reset before the warm-up).
+    Returns (baseline bytes, seconds)."""
+    synchronize(device)
+    baseline = _memory_bytes(device, peak=False)
+    _reset_peak(device)
+    step(batches[0])  # warm-up
+    synchronize(device)
+    start = time.perf_counter()
+    for batch in batches:
+        step(batch)
+    synchronize(device)
+    return baseline, time.perf_counter() - start
+
+
 def probe(args):
     """Run one configuration and print {"peak": bytes, "baseline": bytes, "seconds": s} as JSON."""
     from naive_atlop import naive_forward
@@ -192,16 +207,7 @@ def probe(args):
     with context:
         # The baseline is the memory in use with the model and inputs loaded; the peak covers a warm-up step and the
         # timed steps (CPU allocators keep freed memory, so the warm-up's peak would show anyway).
-        synchronize(args.device)
-        baseline = _memory_bytes(args.device, peak=False)
-        _reset_peak(args.device)
-        step(batches[0])
-        synchronize(args.device)
-        start = time.perf_counter()
-        for batch in batches:
-            step(batch)
-        synchronize(args.device)
-        seconds = time.perf_counter() - start
+        baseline, seconds = measured_pass(step, batches, args.device)
     documents = sum(len(b["input_ids"]) for b in batches)
     print(json.dumps({"peak": _memory_bytes(args.device, peak=True), "baseline": baseline, "seconds": seconds, "docs": documents}))
 
@@ -307,16 +313,7 @@ def reference_probe(args):
     model.to(args.device).train(train)
     context = torch.enable_grad() if train else torch.inference_mode()
     with context:
-        synchronize(args.device)
-        baseline = _memory_bytes(args.device, peak=False)
-        _reset_peak(args.device)
-        step(batches[0])  # warm-up
-        synchronize(args.device)
-        start = time.perf_counter()
-        for batch in batches:
-            step(batch)
-        synchronize(args.device)
-        seconds = time.perf_counter() - start
+        baseline, seconds = measured_pass(step, batches, args.device)
     print(json.dumps({"seconds": seconds, "docs": len(documents), "peak": _memory_bytes(args.device, peak=True),
                       "baseline": baseline, "prepro_seconds": prepro_seconds}))
 
