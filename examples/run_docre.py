@@ -113,6 +113,9 @@ class DataArguments:
     joined_draw: str = field(default="epoch", metadata={"help": "epoch: the joined training documents are drawn afresh every "
                                                                 "epoch; once: drawn once for the whole run (needed with a teacher)."})
     join_max_documents: int = field(default=4, metadata={"help": "At most this many documents per joined training document."})
+    joined_cross_pair_weight: float = field(default=1.0, metadata={"help": "Weight of the loss of the pairs across the parts of "
+                                                                        "a joined training document (all NA); above 1 stresses "
+                                                                        "that unrelated texts hold no relation (--joined_draw epoch)."})
 
 
 def load_splits(data_args):
@@ -264,6 +267,10 @@ def check_arguments(model_args, data_args, training_args):
     if data_args.joined_train_documents and data_args.joined_draw == "epoch" and model_args.teacher_model_name_or_path:
         raise ValueError("--joined_train_documents with a teacher: pass --joined_draw once (the teacher's logits are "
                          "computed once, before training, for the documents it will see)")
+    if not data_args.joined_cross_pair_weight >= 0:
+        raise ValueError(f"--joined_cross_pair_weight must be >= 0, got {data_args.joined_cross_pair_weight}")
+    if data_args.joined_cross_pair_weight != 1 and data_args.joined_draw != "epoch":
+        raise ValueError("--joined_cross_pair_weight needs --joined_draw epoch (the weights are set on each epoch's draw)")
     if data_args.validation_holdout < 0:
         raise ValueError(f"--validation_holdout must be 0 or more, got {data_args.validation_holdout}")
     if data_args.validation_holdout and data_args.validation_file:
@@ -388,10 +395,12 @@ def main():
     callbacks = []
     if draw_each_epoch and training_args.do_train:
         train_features = JoinedTrainingFeatures(train_features, train_documents, featurizer, data_args.joined_train_documents,
-                                                data_args.join_max_documents, training_args.seed)
+                                                data_args.join_max_documents, training_args.seed,
+                                                cross_pair_weight=data_args.joined_cross_pair_weight)
         callbacks.append(JoinedTrainingCallback(train_features))
-        logger.info("Added %d joined training documents per epoch, drawn afresh each epoch (2 to %d documents each)",
-                    data_args.joined_train_documents, data_args.join_max_documents)
+        logger.info("Added %d joined training documents per epoch, drawn afresh each epoch (2 to %d documents each; "
+                    "loss weight of the pairs across their parts: %g)", data_args.joined_train_documents,
+                    data_args.join_max_documents, data_args.joined_cross_pair_weight)
     if model_args.teacher_model_name_or_path and training_args.do_train:
         # Knowledge distillation: the teacher's logits on the training documents, computed once and read from disk
         # by every process. Under torchrun every rank computes its contiguous shards (resumable, see hf_docre.corpus)

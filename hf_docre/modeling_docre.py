@@ -74,6 +74,8 @@ class DocREModelOutput(ModelOutput):
         head_losses (`dict[str, torch.FloatTensor]`, *optional*): the pair head's auxiliary loss terms (each a
             weighted scalar, already in `loss`), e.g. DREEAM's `evidence_loss`.
         head_outputs (`dict[str, torch.Tensor]`, *optional*): outputs the pair head adds, each [B, P, ...].
+        pair_loss_weight (`torch.FloatTensor` of shape `[B, P]`, *optional*): the `pair_loss_weight` input, returned so that a
+            loss computed outside the model (`training.DocRELoss`) weighs the pairs alike.
     """
 
     loss: torch.FloatTensor | None = None
@@ -86,6 +88,7 @@ class DocREModelOutput(ModelOutput):
     evidence_scores: torch.FloatTensor | None = None
     head_losses: dict | None = None
     head_outputs: dict | None = None
+    pair_loss_weight: torch.FloatTensor | None = None
 
 
 class DocREPreTrainedModel(DocumentEncoderMixin, PreTrainedModel):
@@ -329,6 +332,7 @@ class DocREForRelationExtraction(DocREPreTrainedModel):
         token_sentence: torch.LongTensor | None = None,
         evidence_labels: torch.Tensor | None = None,
         teacher_evidence: torch.Tensor | None = None,
+        pair_loss_weight: torch.Tensor | None = None,
         output_context_weights: bool = False,
         output_entity_embeddings: bool = False,
         num_items_in_batch: int | torch.Tensor | None = None,
@@ -353,6 +357,9 @@ class DocREForRelationExtraction(DocREPreTrainedModel):
                 relations name each sentence as evidence (heads that learn from evidence read it: DREEAM).
             teacher_evidence (`torch.FloatTensor` of shape `[B, P, L]`, *optional*): a teacher's localized-context
                 weights of each pair over the tokens (DREEAM's self-training on documents without gold evidence).
+            pair_loss_weight (`torch.FloatTensor` of shape `[B, P]`, *optional*): a weight on each pair's loss (1 = as
+                usual; e.g. the pairs across the parts of a joined training document). The loss stays the weighted
+                sum divided by the labelled pairs, so weights of 1 give the unweighted loss exactly.
             output_context_weights (`bool`): also return the LOP weights [B, P, L].
             output_entity_embeddings (`bool`): also return the pooled entity embeddings [B, E, D].
             num_items_in_batch (*optional*): given by the Trainer: label entries over the whole optimiser step; the
@@ -396,7 +403,8 @@ class DocREForRelationExtraction(DocREPreTrainedModel):
         logits = real_logits.new_full((*pair_mask.shape, self.config.num_relations), PAD_RELATION_LOGIT)
         logits[..., 0] = 0.0  # pairs not scored decode as NA
         logits = logits.index_put(scatter.index, real_logits)
-        loss, pair_loss, distillation = self._loss(real_logits, labels, teacher_logits, scatter, pair_mask, num_items_in_batch)
+        loss, pair_loss, distillation = self._loss(real_logits, labels, teacher_logits, scatter, pair_mask, num_items_in_batch,
+                                                   pair_loss_weight)
         head_losses = self.head.auxiliary_losses(pairs, real_logits, None if labels is None else scatter.gather(labels))
         if head_losses and loss is not None:
             # Each term is a mean over this batch; under gradient accumulation (num_items_in_batch: the step's labelled
@@ -421,6 +429,7 @@ class DocREForRelationExtraction(DocREPreTrainedModel):
             pair_loss=pair_loss,
             distillation_loss=distillation,
             scored_pairs=scored.long(),
+            pair_loss_weight=pair_loss_weight,
         )
 
     def _pair_context(self, encoded, pair_index, pair_mask, pair_batch, pair_slot, heads, tails, need_weights):
@@ -436,9 +445,9 @@ class DocREForRelationExtraction(DocREPreTrainedModel):
         )
         return self.dropout(context), weights
 
-    def _loss(self, real_logits, labels, teacher_logits, scatter, pair_mask, num_items_in_batch):
+    def _loss(self, real_logits, labels, teacher_logits, scatter, pair_mask, num_items_in_batch, pair_loss_weight=None):
         """(loss, pair_loss [B, P], distillation [B, P]); each None when its inputs are missing. Unscored (distant)
-        pairs count with a loss of 0."""
+        pairs count with a loss of 0; `pair_loss_weight` [B, P] scales each pair's loss (`pair_loss` is the weighted one)."""
         config = self.config
         teacher = None if teacher_logits is None else scatter.gather(teacher_logits)
         loss = pair_loss = distillation = None
@@ -446,6 +455,8 @@ class DocREForRelationExtraction(DocREPreTrainedModel):
             per_pair, per_pair_distillation = labelled_pair_loss(config, real_logits, scatter.gather(labels), self.training, teacher,
                                                                  loss_fn=self.head.relation_loss)
             pair_loss = scatter(per_pair)
+            if pair_loss_weight is not None:
+                pair_loss = pair_loss * pair_loss_weight.to(pair_loss.dtype)
             loss = reduce_pair_loss(pair_loss, labels.masked_fill(~pair_mask[..., None], -100), num_items_in_batch)
         elif teacher is not None:
             per_pair_distillation = config.distillation_weight * distillation_pair_loss(real_logits, teacher, config.distillation_loss)

@@ -618,7 +618,9 @@ class DocREDataCollator:
     Returns `input_ids`, `attention_mask` [B, L]; `mention_index` [B, E, M] (-1 pad); `pair_index` [B, P, 2]
     (-1 pad; all ordered pairs of a feature without its own `pair_index`); `token_sentence` [B, L] (the sentence of
     each token, -1 for special tokens and padding) and `evidence_labels` [B, P, S] (counts) when every feature has them; `mention_end` [B, E, M] and
-    `teacher_logits` [B, P, R] when every feature has them; and, when every feature has `labels`, multi-hot `labels` [B, P, R] with padded pairs -100.
+    `teacher_logits` [B, P, R] when every feature has them; `pair_loss_weight` [B, P] (1 where a feature gives no weight)
+    when any feature has `pair_loss_weight` rows ([pair position, weight]); and, when every feature has `labels`,
+    multi-hot `labels` [B, P, R] with padded pairs -100.
 
     Args:
         pad_token_id: the tokenizer's pad id.
@@ -699,6 +701,14 @@ class DocREDataCollator:
                     raise ValueError(f"document {feature.get('title')!r}: teacher_logits has {len(values)} pairs, the feature {len(pair_lists[b])}")
                 teacher[b, : len(values)] = values
             batch["teacher_logits"] = teacher
+        if any(f.get("pair_loss_weight") is not None for f in features):
+            # [pair position, weight] rows for the pairs whose loss is weighted (joined training documents).
+            pair_loss_weight = torch.ones(batch_size, num_pairs)
+            for b, feature in enumerate(features):
+                rows = torch.as_tensor(feature.get("pair_loss_weight") or [], dtype=torch.float32).view(-1, 2)
+                if len(rows):
+                    pair_loss_weight[b, rows[:, 0].long()] = rows[:, 1]
+            batch["pair_loss_weight"] = pair_loss_weight
         if all(f.get("labels") is not None for f in features):
             labels = torch.full((batch_size, num_pairs, self.num_relations), -100.0)
             for b, feature in enumerate(features):

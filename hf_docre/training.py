@@ -30,7 +30,8 @@ class DocRELoss:
     """Loss for `Trainer(compute_loss_func=...)`, for code that passes one: the model computes the same loss itself
     (`labels` and the Trainer's `num_items_in_batch` go to its forward), so a Trainer needs none. Both use
     `losses_docre.labelled_pair_loss` and `reduce_pair_loss`: the mean loss over real pairs, right under gradient
-    accumulation and DDP. Pairs the model left unscored (`scored_pairs` = 0) count with a loss of 0.
+    accumulation and DDP. Pairs the model left unscored (`scored_pairs` = 0) count with a loss of 0; a `pair_loss_weight`
+    input (returned in the model's output) scales each pair's loss as the model's forward does.
     """
 
     def __init__(self, config, model=None):
@@ -54,6 +55,9 @@ class DocRELoss:
         pair_loss = per_pair.new_zeros(keep.shape).index_put(keep.nonzero(as_tuple=True), per_pair)
         if distillation is not None:  # the model computed it from the `teacher_logits` input
             pair_loss = pair_loss + distillation * keep.to(distillation.dtype)
+        pair_loss_weight = get("pair_loss_weight")
+        if pair_loss_weight is not None:  # the model's `pair_loss_weight` input, returned in its output
+            pair_loss = pair_loss * pair_loss_weight.to(pair_loss.dtype)
         loss = reduce_pair_loss(pair_loss, labels, num_items_in_batch)
         head_losses = get("head_losses")
         if head_losses:  # the pair head's own terms (DREEAM's evidence loss), weighted as the model's forward does

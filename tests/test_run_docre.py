@@ -52,12 +52,14 @@ def check_outputs(output_dir, redocred_documents):
 @pytest.mark.slow
 def test_run_docre_train_eval_predict(encoder_dirs, files, tmp_path, redocred_documents):
     output_dir = tmp_path / "out"
-    joined = ["--joined_train_documents", "2", "--join_max_documents", "2"]  # joined copies of the 4 training documents
+    # joined copies of the 4 training documents, their cross-part pairs weighted
+    joined = ["--joined_train_documents", "2", "--join_max_documents", "2", "--joined_cross_pair_weight", "3"]
     encoder_options = ["--encoder_config_overrides", "attention_probs_dropout_prob=0.0"]
     result = subprocess.run([sys.executable, str(SCRIPT), *arguments(encoder_dirs, files, output_dir, 4), *joined, *encoder_options],
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-4000:]
     assert "Added 2 joined training documents" in result.stderr
+    assert "loss weight of the pairs across their parts: 3)" in result.stderr
     from hf_docre.training import cpu_has_native_bf16
 
     assert ("This CPU computes bf16 natively: --bf16" in result.stderr) == cpu_has_native_bf16()

@@ -142,3 +142,43 @@ def test_joined_training_documents_are_drawn_afresh_each_epoch(setup, tmp_path):
                       compute_loss_func=DocRELoss.from_model(model), callbacks=[Recording(dataset)])
     trainer.train()
     assert seen == {0: draws[0], 1: draws[1], 2: draws[2]}
+
+
+def test_cross_part_pairs_of_joined_documents_weigh_their_loss(setup):
+    from hf_docre.data import JoinedTrainingFeatures, cross_part_pair_loss_weight, join_documents, joined_training_documents
+    from hf_docre.processing_docre import feature_pairs
+
+    model, documents, features, collator = setup
+    model.train()
+    featurizer = DocREFeaturizer.from_model(model)
+    # The rows name exactly the pairs whose entities come from different sources.
+    document, source = join_documents(documents[:3])
+    rows = cross_part_pair_loss_weight(source, 4.0)
+    pairs = feature_pairs(featurizer.featurize([document])[0])
+    across = {p for p, (h, t) in enumerate(pairs) if source[h][0] != source[t][0]}
+    assert {int(p) for p, _ in rows} == across and all(w == 4.0 for _, w in rows) and len(across) < len(pairs)
+    assert cross_part_pair_loss_weight(source, 1.0) == []
+    # The same draw with and without sources.
+    drawn = joined_training_documents(documents, 3, 3, seed=2, with_sources=True)
+    assert [d for d, _ in drawn] == joined_training_documents(documents, 3, 3, seed=2)
+
+    dataset = JoinedTrainingFeatures(features, documents, featurizer, count=2, max_documents=3, seed=1, cross_pair_weight=4.0)
+    joined = [dataset[len(features)], dataset[len(features) + 1]]
+    assert all(f["pair_loss_weight"] for f in joined) and "pair_loss_weight" not in dataset[0]
+    batch = collator([features[0], *joined])
+    weight = batch["pair_loss_weight"]
+    assert weight.shape == batch["labels"].shape[:2] and (weight[0] == 1).all() and (weight[1:] == 4).any()
+    torch.manual_seed(0)
+    unweighted = model(**{k: v for k, v in batch.items() if k != "pair_loss_weight"})
+    torch.manual_seed(0)
+    weighted = model(**batch)
+    labelled = (batch["labels"][..., 0] != -100).sum()
+    assert torch.allclose(weighted.pair_loss, unweighted.pair_loss * weight, atol=1e-6)
+    assert torch.allclose(weighted.loss, (unweighted.pair_loss * weight).sum() / labelled, atol=1e-6)
+    assert weighted.loss > unweighted.loss
+    # The Trainer's external loss weighs the pairs alike (the weight comes back in the output).
+    torch.manual_seed(0)
+    outputs = model(**{k: v for k, v in batch.items() if k != "labels"})
+    assert torch.allclose(DocRELoss.from_model(model)(outputs, batch["labels"]), weighted.loss, atol=1e-6)
+    with pytest.raises(ValueError, match="cross_pair_weight"):
+        JoinedTrainingFeatures(features, documents, featurizer, count=1, cross_pair_weight=-1)

@@ -4,7 +4,13 @@ from ..processing_docre import DocREInputError, validate_document
 from .biomedical import parse_pubtator_line, read_pubtator_file
 from .builder import FEATURES, DocREDBuilder, DocREDBuilderConfig, check_document, load_docred, to_docred_json
 from .hub import publish_dataset
-from .joining import JoinedTrainingCallback, JoinedTrainingFeatures, join_documents, joined_training_documents
+from .joining import (
+    JoinedTrainingCallback,
+    JoinedTrainingFeatures,
+    cross_part_pair_loss_weight,
+    join_documents,
+    joined_training_documents,
+)
 from .submission import write_submission
 
 __all__ = [
@@ -15,6 +21,7 @@ __all__ = [
     "DocREDBuilderConfig",
     "DocREInputError",
     "check_document",
+    "cross_part_pair_loss_weight",
     "join_documents",
     "joined_training_documents",
     "load_docred",

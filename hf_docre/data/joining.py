@@ -6,6 +6,7 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 
+import numpy as np
 from transformers import TrainerCallback
 
 
@@ -30,17 +31,34 @@ def join_documents(documents: Sequence[dict]) -> tuple[dict, list[tuple[int, int
     return {"title": title, "sents": sents, "vertexSet": vertex_set, "labels": labels}, source
 
 
-def joined_training_documents(documents: Sequence[dict], count: int, max_documents: int = 4, seed: int = 0) -> list[dict]:
+def joined_training_documents(documents: Sequence[dict], count: int, max_documents: int = 4, seed: int = 0,
+                              with_sources: bool = False) -> list:
     """`count` documents, each joining 2 to `max_documents` distinct documents drawn at random (seeded) from
-    `documents`. Every label of the sources is kept; pairs across sources are NA."""
+    `documents`. Every label of the sources is kept; pairs across sources are NA.
+
+    With `with_sources`, each item is `(document, source)` as [`join_documents`] returns it (the same draw)."""
     if len(documents) < 2 or count <= 0:
         return []
     rng = random.Random(seed)
     joined = []
     for _ in range(count):
         size = rng.randint(2, min(max_documents, len(documents)))
-        joined.append(join_documents(rng.sample(documents, size))[0])
+        document, source = join_documents(rng.sample(documents, size))
+        joined.append((document, source) if with_sources else document)
     return joined
+
+
+def cross_part_pair_loss_weight(source: Sequence[tuple[int, int]], weight: float) -> list[list[float]]:
+    """A joined document's `pair_loss_weight` feature rows: `[pair position, weight]` for every ordered pair whose
+    entities come from different source documents (`source` as [`join_documents`] returns it), in the order of
+    `all_ordered_pairs`. Empty when `weight` is 1."""
+    if weight == 1:
+        return []
+    part = np.asarray([d for d, _ in source])
+    num_entities = len(part)
+    heads, tails = np.nonzero(part[:, None] != part[None, :])  # never the diagonal: an entity is in its own part
+    positions = heads * (num_entities - 1) + np.where(tails < heads, tails, tails - 1)
+    return [[int(p), float(weight)] for p in positions]
 
 
 class JoinedTrainingFeatures:
@@ -59,9 +77,15 @@ class JoinedTrainingFeatures:
         count: joined documents per epoch.
         max_documents: at most this many documents per joined document (at least 2).
         seed: the run's seed.
+        cross_pair_weight: weight of the loss of the pairs across a joined document's parts (all NA): above 1
+            stresses that unrelated texts side by side hold no relation; 1 (default) weighs them as any pair.
     """
 
-    def __init__(self, features, documents: Sequence[dict], featurizer, count: int, max_documents: int = 4, seed: int = 0):
+    def __init__(self, features, documents: Sequence[dict], featurizer, count: int, max_documents: int = 4, seed: int = 0,
+                 cross_pair_weight: float = 1.0):
+        if not cross_pair_weight >= 0:
+            raise ValueError(f"cross_pair_weight must be >= 0, got {cross_pair_weight!r}")
+        self.cross_pair_weight = float(cross_pair_weight)
         self.features = features
         self.documents = documents
         self.featurizer = featurizer
@@ -77,8 +101,11 @@ class JoinedTrainingFeatures:
         if epoch == self.epoch:
             return
         self.epoch = epoch
-        drawn = joined_training_documents(self.documents, self.count, self.max_documents, self.seed + epoch)
-        self.joined = self.featurizer.featurize(drawn)
+        drawn = joined_training_documents(self.documents, self.count, self.max_documents, self.seed + epoch, with_sources=True)
+        self.joined = self.featurizer.featurize([document for document, _ in drawn])
+        if self.cross_pair_weight != 1:
+            for feature, (_, source) in zip(self.joined, drawn):
+                feature["pair_loss_weight"] = cross_part_pair_loss_weight(source, self.cross_pair_weight)
 
     def __len__(self) -> int:
         return len(self.features) + self.count
