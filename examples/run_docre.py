@@ -107,9 +107,13 @@ class DataArguments:
     overwrite_output_dir: bool = field(default=False, metadata={"help": "Train into an --output_dir that already holds a "
                                                                         "finished model (it is replaced). Without it such a run "
                                                                         "stops before training; a folder with checkpoints resumes."})
-    joined_train_documents: int = field(default=0, metadata={"help": "Add this many training documents, each made of 2 to "
-                                                                     "--join_max_documents random training documents joined (pairs across "
-                                                                     "them are NA), so the model sees unrelated texts in one window (long documents)."})
+    joined_train_documents: int = field(default=None, metadata={"help": "Add this many training documents, each made of 2 to "
+                                                                        "--join_max_documents random training documents joined (pairs across "
+                                                                        "them are NA), so the model sees unrelated texts in one window (long "
+                                                                        "documents). Default: --joined_train_fraction of the training documents."})
+    joined_train_fraction: float = field(default=0.0, metadata={"help": "Without --joined_train_documents: add this fraction of the "
+                                                                        "number of training documents as joined ones. Default: the method "
+                                                                        "recipe's (ATLOP: 0.5), else 0."})
     joined_draw: str = field(default="epoch", metadata={"help": "epoch: the joined training documents are drawn afresh every "
                                                                 "epoch; once: drawn once for the whole run (needed with a teacher)."})
     join_max_documents: int = field(default=4, metadata={"help": "At most this many documents per joined training document."})
@@ -234,14 +238,25 @@ def given_options(argv):
     return {arg[2:].split("=", 1)[0].replace("-", "_") for arg in argv if arg.startswith("--")}
 
 
-def apply_training_recipe(method, model_args, training_args, given):
-    """The method's published training recipe for every option not given. Returns the values applied."""
-    recipe = METHODS[method].recipe if method in METHODS else {}
+# Recipe options that add joined training documents (left out with a given count or a teacher).
+JOINED_RECIPE_OPTIONS = ("joined_train_fraction", "joined_cross_pair_weight")
+
+
+def apply_training_recipe(method, model_args, training_args, given, data_args=None):
+    """The method's recipe for every option not given. Returns the values applied.
+
+    Joined training documents (`joined_*`, in `data_args`) are not added when `--joined_train_documents` or a teacher is
+    given (a teacher's logits are computed once, for fixed documents), or without `data_args`."""
+    recipe = dict(METHODS[method].recipe) if method in METHODS else {}
+    if data_args is None or "joined_train_documents" in given or getattr(model_args, "teacher_model_name_or_path", None):
+        recipe = {name: value for name, value in recipe.items() if name not in JOINED_RECIPE_OPTIONS}
+    elif data_args.joined_draw != "epoch":  # the weights are set on each epoch's draw
+        recipe.pop("joined_cross_pair_weight", None)
     applied = {}
     for name, value in recipe.items():
         if name in given:
             continue
-        target = model_args if hasattr(model_args, name) else training_args
+        target = model_args if hasattr(model_args, name) else data_args if hasattr(data_args, name) else training_args
         if getattr(target, name) != value:
             setattr(target, name, value)
             applied[name] = value
@@ -264,6 +279,10 @@ def check_arguments(model_args, data_args, training_args):
     parse_config_overrides(model_args.encoder_config_overrides, "--encoder_config_overrides")
     if data_args.joined_draw not in ("epoch", "once"):
         raise ValueError(f"--joined_draw must be epoch or once, got {data_args.joined_draw!r}")
+    if data_args.joined_train_documents is not None and data_args.joined_train_documents < 0:
+        raise ValueError(f"--joined_train_documents must be 0 or more, got {data_args.joined_train_documents}")
+    if not 0 <= data_args.joined_train_fraction:
+        raise ValueError(f"--joined_train_fraction must be 0 or more, got {data_args.joined_train_fraction}")
     if data_args.joined_train_documents and data_args.joined_draw == "epoch" and model_args.teacher_model_name_or_path:
         raise ValueError("--joined_train_documents with a teacher: pass --joined_draw once (the teacher's logits are "
                          "computed once, before training, for the documents it will see)")
@@ -371,19 +390,21 @@ def main():
     documents = load_splits(data_args)
     check_splits(documents, data_args, training_args)
     train_documents = documents.get(data_args.train_split)  # the annotated facts (Ign-F1), without joined copies
-    draw_each_epoch = data_args.joined_train_documents and train_documents and data_args.joined_draw == "epoch"
-    if data_args.joined_train_documents and train_documents and not draw_each_epoch:
-        joined = joined_training_documents(train_documents, data_args.joined_train_documents, data_args.join_max_documents, training_args.seed)
-        documents[data_args.train_split] = train_documents + joined
-        logger.info("Added %d joined training documents (2 to %d documents each)", len(joined), data_args.join_max_documents)
     if training_args.do_train and model_args.training_recipe == "paper":
         method = planned_method(model_args)
-        applied = apply_training_recipe(method, model_args, training_args, given_options(sys.argv[1:]))
+        applied = apply_training_recipe(method, model_args, training_args, given_options(sys.argv[1:]), data_args)
         if is_saved_docre_model(model_args.model_name_or_path) and "encoder_attention_dropout" in applied:
             del applied["encoder_attention_dropout"]  # a saved model keeps its encoder's config
             model_args.encoder_attention_dropout = None
         if applied:
             logger.info("Training recipe of %s (%s): %s", method, METHODS[method].recipe_source, applied)
+    if data_args.joined_train_documents is None:
+        data_args.joined_train_documents = round(data_args.joined_train_fraction * len(train_documents or ()))
+    draw_each_epoch = data_args.joined_train_documents and train_documents and data_args.joined_draw == "epoch"
+    if data_args.joined_train_documents and train_documents and not draw_each_epoch:
+        joined = joined_training_documents(train_documents, data_args.joined_train_documents, data_args.join_max_documents, training_args.seed)
+        documents[data_args.train_split] = train_documents + joined
+        logger.info("Added %d joined training documents (2 to %d documents each)", len(joined), data_args.join_max_documents)
     model = build_model(model_args)
     featurizer = DocREFeaturizer.from_model(model)
     # With candidate pairs the model reads copies without the labels on other pairs; the metric reads the originals.

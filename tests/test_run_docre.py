@@ -204,6 +204,34 @@ def test_training_recipe_fills_only_options_not_given():
     assert model_args.encoder_attention_dropout == 0.1
 
 
+def test_training_recipe_adds_joined_documents_for_atlop_only_where_it_can():
+    sys.path.insert(0, str(SCRIPT.parent))
+    from run_docre import DataArguments, ModelArguments, apply_training_recipe, given_options
+    from transformers import TrainingArguments
+
+    def apply(method="atlop", argv=(), teacher=None, **data):
+        model_args = ModelArguments(model_name_or_path="x", teacher_model_name_or_path=teacher)
+        data_args = DataArguments(**data)
+        training_args = TrainingArguments(output_dir="x", report_to="none")
+        applied = apply_training_recipe(method, model_args, training_args, given_options(["--output_dir", "x", *argv]), data_args)
+        return data_args, applied
+
+    data_args, applied = apply()
+    assert data_args.joined_train_fraction == 0.5 and data_args.joined_cross_pair_weight == 1.0
+    assert data_args.joined_train_documents is None and applied["joined_train_fraction"] == 0.5
+    for method in ("kd-docre", "dreeam", "bert-baseline"):  # measured for ATLOP only
+        assert apply(method)[0].joined_train_fraction == 0.0
+    # A count given (0 turns them off), or a teacher: no joined documents from the recipe.
+    data_args, applied = apply(argv=["--joined_train_documents", "0"], joined_train_documents=0)
+    assert data_args.joined_train_fraction == 0.0 and data_args.joined_cross_pair_weight == 1.0 and "joined_train_fraction" not in applied
+    assert apply(teacher="t")[0].joined_train_fraction == 0.0
+    # Drawn once: the fraction applies too.
+    assert apply(joined_draw="once")[0].joined_train_fraction == 0.5
+    # Other callers that pass no data arguments get the rest of the recipe as before.
+    training_args = TrainingArguments(output_dir="x", report_to="none")
+    assert "joined_train_fraction" not in apply_training_recipe("atlop", ModelArguments(model_name_or_path="x"), training_args, set())
+
+
 def test_encoder_attention_dropout_is_set_under_the_encoders_own_name(encoder_dirs):
     sys.path.insert(0, str(SCRIPT.parent))
     from run_docre import ModelArguments, encoder_config_options
@@ -231,4 +259,6 @@ def test_card_carries_evaluation_and_test_scores_licence_and_limitations(encoder
     # Each split is named by its own file: the training file is never called the test set, and no invented address.
     assert "On test.json:" in card and "train.json (test)" not in card and "github.com/hf-docre" not in card
     assert "Training recipe of atlop" in result.stderr and "'encoder_attention_dropout': 0.0" in result.stderr
+    # ATLOP's recipe adds joined training documents: half as many as the 4 training documents.
+    assert "'joined_train_fraction': 0.5" in result.stderr and "Added 2 joined training documents per epoch" in result.stderr
     assert DocREModel.from_pretrained(output_dir).config.encoder.attention_probs_dropout_prob == 0.0
