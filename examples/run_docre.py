@@ -283,7 +283,8 @@ def check_arguments(model_args, data_args, training_args):
         raise ValueError(f"--joined_train_documents must be 0 or more, got {data_args.joined_train_documents}")
     if not 0 <= data_args.joined_train_fraction:
         raise ValueError(f"--joined_train_fraction must be 0 or more, got {data_args.joined_train_fraction}")
-    if data_args.joined_train_documents and data_args.joined_draw == "epoch" and model_args.teacher_model_name_or_path:
+    joined = data_args.joined_train_documents if data_args.joined_train_documents is not None else data_args.joined_train_fraction
+    if joined and data_args.joined_draw == "epoch" and model_args.teacher_model_name_or_path:
         raise ValueError("--joined_train_documents with a teacher: pass --joined_draw once (the teacher's logits are "
                          "computed once, before training, for the documents it will see)")
     if not data_args.joined_cross_pair_weight >= 0:

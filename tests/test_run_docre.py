@@ -158,6 +158,8 @@ def _run(args, env=None, timeout=600):
     (lambda a: a + ["--method", "atlpo"], "--method must be one of"),
     (lambda a: a + ["--encoder_config_overrides", "attention_probs_dropout"], "--encoder_config_overrides: 'attention_probs_dropout' is not key=value"),
     (lambda a: _drop(a, "--relations_file", 1), "needs --relations_file"),
+    (lambda a: a + ["--teacher_model_name_or_path", "t", "--joined_train_fraction", "0.5"], "with a teacher: pass --joined_draw once"),
+    (lambda a: a + ["--joined_draw", "once", "--joined_cross_pair_weight", "2"], "--joined_cross_pair_weight needs --joined_draw epoch"),
 ])
 def test_run_docre_fails_before_loading_anything(encoder_dirs, files, tmp_path, change, message):
     output_dir = tmp_path / "out"
