@@ -226,8 +226,12 @@ def all_ordered_pairs(num_entities: int) -> np.ndarray:
     return np.stack([heads[keep], tails[keep]], axis=1)
 
 
-def pair_position(head: int, tail: int, num_entities: int) -> int:
-    """Position of (head, tail) in `all_ordered_pairs(num_entities)`."""
+def pair_position(head, tail, num_entities: int):
+    """Position of (head, tail) in `all_ordered_pairs(num_entities)`; `head` and `tail` are ints, or integer arrays
+    of one shape (then an array of positions)."""
+    if isinstance(head, np.ndarray) or isinstance(tail, np.ndarray):
+        head, tail = np.asarray(head), np.asarray(tail)
+        return head * (num_entities - 1) + np.where(tail < head, tail, tail - 1)
     return head * (num_entities - 1) + (tail if tail < head else tail - 1)
 
 

@@ -74,6 +74,9 @@ def test_pair_position_matches_all_ordered_pairs():
         pairs = all_ordered_pairs(n).tolist()
         for i, (h, t) in enumerate(pairs):
             assert pair_position(h, t, n) == i
+        if n > 1:  # the array form gives every position at once
+            ordered = all_ordered_pairs(n)
+            assert pair_position(ordered[:, 0], ordered[:, 1], n).tolist() == list(range(len(ordered)))
 
 
 def test_marker_words_are_shared_by_mentions_with_the_same_start(featurizer):

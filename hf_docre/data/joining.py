@@ -9,6 +9,8 @@ from collections.abc import Sequence
 import numpy as np
 from transformers import TrainerCallback
 
+from ..processing_docre import pair_position
+
 
 def join_documents(documents: Sequence[dict]) -> tuple[dict, list[tuple[int, int]]]:
     """One DocRED-format document made of `documents` in order: sentences concatenated, entities appended, `sent_id`s,
@@ -57,7 +59,7 @@ def cross_part_pair_loss_weight(source: Sequence[tuple[int, int]], weight: float
     part = np.asarray([d for d, _ in source])
     num_entities = len(part)
     heads, tails = np.nonzero(part[:, None] != part[None, :])  # never the diagonal: an entity is in its own part
-    positions = heads * (num_entities - 1) + np.where(tails < heads, tails, tails - 1)
+    positions = pair_position(heads, tails, num_entities)
     return [[int(p), float(weight)] for p in positions]
 
 
