@@ -6,6 +6,7 @@ from outside at run time:
 - `prepro.py` opens `meta/rel2id.json` when it is imported: it is imported from a temporary folder that holds DocRED's
   `rel2id.json` ("Na" then the 96 relation ids in the released order).
 - `ujson`, which `prepro.py` imports, falls back to the standard `json` when it is not installed.
+- `model.py` imports `opt_einsum`, which is not one of hf_docre's dependencies: `pip install opt_einsum` first.
 - transformers 5 returns attention weights only from eager attention: the encoder is loaded with
   `attn_implementation="eager"`, which is what transformers 3 ran for this code.
 - `long_seq.py` reads the attentions as `output[-1][-1]`; transformers 5 puts an empty `cross_attentions` tuple last
@@ -22,6 +23,7 @@ show that both compute the same function before anything is timed.
 
 import contextlib
 import importlib
+import importlib.util
 import json
 import os
 import sys
@@ -54,6 +56,8 @@ def import_authors_atlop(checkout):
         import ujson  # noqa: F401
     except ImportError:
         sys.modules["ujson"] = json
+    if importlib.util.find_spec("opt_einsum") is None:
+        raise ModuleNotFoundError("the authors' model.py imports opt_einsum: `pip install opt_einsum` to time their code")
     clashing = [name for name in ("model", "long_seq", "losses", "prepro", "utils") if name in sys.modules]
     if clashing:
         raise RuntimeError(f"modules named {clashing} are already imported; import the authors' code in a fresh process")
